@@ -1,0 +1,102 @@
+"""`git ckpt init` and `git ckpt uninstall`."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from git_ckpt import constants as C
+from git_ckpt import git, hooks, ignore, worktree
+from git_ckpt.errors import GitCkptError
+from git_ckpt.output import info, warn
+from git_ckpt.scratch import check_root
+from git_ckpt.settings import load_settings, validate_name
+
+
+def pre_commit_snippet() -> str:
+    """What to add to .pre-commit-config.yaml when the framework owns the hooks."""
+    return (
+        'repos:\n'
+        '  - repo: local\n'
+        '    hooks:\n'
+        '      - id: git-ckpt-post-checkout\n'
+        '        name: git-ckpt scratch dir\n'
+        f'        entry: {sys.executable} -m git_ckpt _hook post-checkout\n'
+        '        language: system\n'
+        '        stages: [post-checkout]\n'
+        '        always_run: true\n'
+        '        pass_filenames: false\n'
+        'then: pre-commit install -t pre-commit -t post-checkout'
+    )
+
+
+def _store_root(wt: worktree.Worktree, root: str, global_: bool) -> Path:
+    path = Path(os.path.abspath(os.path.expanduser(root)))
+    check_root(path)
+    git.config_set(C.CONFIG_ROOT, os.fspath(path), scope='global' if global_ else 'local', cwd=wt.top)
+    return path
+
+
+def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
+    """Set ckpt.name; carry the existing project dir over (a rename inside the
+    root) so the checkpoints already there are not stranded."""
+    validate_name(name)
+    try:
+        old_dir = worktree.locate(wt, settings=settings).project_dir
+    except GitCkptError:
+        old_dir = None
+    git.config_set(C.CONFIG_NAME, name, cwd=wt.top)
+    new_dir = worktree.locate(wt).project_dir
+    if old_dir and old_dir != new_dir and old_dir.is_dir() and not new_dir.exists():
+        os.rename(old_dir, new_dir)
+        info(f'moved {old_dir} -> {new_dir}')
+
+
+def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
+    wt = worktree.current_worktree()
+    if global_ and not cli_root:
+        raise GitCkptError('--global needs --root', 'e.g. git ckpt init --global --root /scratch/$USER')
+    if cli_root:
+        _store_root(wt, cli_root, global_)
+    settings = load_settings(wt.top)
+    if name is not None:
+        _store_name(wt, name, settings)
+        settings = load_settings(wt.top)
+
+    location = worktree.locate(wt, settings=settings)
+    info(f'scratch root: {location.root_real}  ({location.root.source})')
+    if location.root.warning:
+        warn(location.root.warning)
+
+    if hooks.uses_pre_commit_framework(wt):
+        info(f'{C.PRE_COMMIT_CONFIG} found: the pre-commit framework owns the hook scripts; '
+             'add this to it instead:\n' + pre_commit_snippet())
+    else:
+        for result in hooks.install_all(wt):
+            info(f'hook {result.name}: {result.action} ({result.path})')
+
+    for entry in git.worktree_list(wt.top):
+        if entry.bare or entry.prunable or not entry.path.is_dir():
+            continue
+        other = wt if entry.path == wt.top else worktree.current_worktree(entry.path)
+        other_location = worktree.locate(other, settings=settings)
+        created = worktree.create_scratch_dir(other_location)
+        info(f'{"created" if created else "exists "} {other_location.scratch_dir}  <- {other.top}')
+
+    if ignore.update_gitignore(wt.top, extra_ignore_patterns(settings)):
+        info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
+    info(f'this worktree\'s scratch dir: {location.scratch_dir}')
+    return 0
+
+
+def extra_ignore_patterns(settings) -> list[str]:
+    """Ignore lines beyond the fixed ones (worktree links add theirs)."""
+    return []
+
+
+def uninstall() -> int:
+    wt = worktree.current_worktree()
+    for result in hooks.uninstall_all(wt):
+        info(f'hook {result.name}: {result.action} ({result.path})')
+    info('scratch dirs, git config and the .gitignore block are left as they are')
+    return 0

@@ -1,0 +1,166 @@
+"""git plumbing: every subprocess call to git goes through here.
+
+Standard library only (the hooks import it).  GitPython is used by CLI code
+where it reads better; the hot paths (hooks, `path`, `setup()`) use this.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt.errors import GitCkptError
+
+# Variables that git exports to hooks and that would pin a nested git call to
+# the wrong repository or index when we ask about another worktree.
+_REPO_ENV = (
+    'GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_COMMON_DIR',
+    'GIT_OBJECT_DIRECTORY', 'GIT_PREFIX',
+)
+
+
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if env is None else env)
+    for name in _REPO_ENV:
+        env.pop(name, None)
+    return env
+
+
+def run_git(
+        *args: str,
+        cwd: str | os.PathLike[str] | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        text: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run git; raise GitCkptError on failure when `check`."""
+    try:
+        proc = subprocess.run(
+            ('git', *args), cwd=cwd, env=env, capture_output=True, text=text,
+            **({'encoding': 'utf-8', 'errors': 'surrogateescape'} if text else {}),
+        )
+    except FileNotFoundError:
+        raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.31')
+    except NotADirectoryError:
+        raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
+    if check and proc.returncode != 0:
+        err = proc.stderr if text else proc.stderr.decode(errors='replace')
+        first = (err.strip().splitlines() or [f'exit {proc.returncode}'])[0]
+        raise GitCkptError(f'git {args[0]} failed: {first}', 'see the git message above')
+    return proc
+
+
+class RepoPaths(NamedTuple):
+    top: Path | None     # worktree top level; None in a bare repository
+    git_dir: Path        # this worktree's admin dir (.git or .git/worktrees/<name>)
+    common_dir: Path     # shared by all worktrees
+    is_bare: bool
+
+
+def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
+    """Locate the repository around `cwd` with one git call."""
+    proc = run_git(
+        'rev-parse', '--path-format=absolute', '--is-bare-repository',
+        '--git-dir', '--git-common-dir', '--show-toplevel',
+        cwd=cwd, check=False,
+    )
+    if proc.returncode != 0:
+        where = os.fspath(cwd) if cwd is not None else os.getcwd()
+        if 'not a git repository' in proc.stderr:
+            raise GitCkptError(
+                f'{where} is not inside a git repository',
+                'cd into a worktree of your project (or set GIT_CKPT_DIR for jobs run outside one)',
+            )
+        first = (proc.stderr.strip().splitlines() or ['unknown error'])[0]
+        raise GitCkptError(f'git rev-parse failed in {where}: {first}', 'check the repository')
+    lines = proc.stdout.split('\n')
+    is_bare = lines[0] == 'true'
+    top = Path(lines[3]) if not is_bare and len(lines) > 3 and lines[3] else None
+    return RepoPaths(top, Path(lines[1]), Path(lines[2]), is_bare)
+
+
+def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:
+    """Every `ckpt.*` setting as (scope, key, value), in git's order
+    (system, global, local, worktree); later entries override earlier ones."""
+    proc = run_git(
+        'config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.',
+        cwd=cwd, check=False,
+    )
+    if proc.returncode not in (0, 1):  # 1: no match
+        first = (proc.stderr.strip().splitlines() or [''])[0]
+        raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
+    out = []
+    for record in proc.stdout.split('\0'):
+        if not record:
+            continue
+        scope, _, rest = record.partition('\t')
+        key, _, value = rest.partition('\n')
+        out.append((scope, key.lower(), value))
+    return out
+
+
+def config_get(key: str, cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """One config value (git's own precedence), or None."""
+    proc = run_git('config', '--get', key, cwd=cwd, check=False)
+    return proc.stdout.rstrip('\n') if proc.returncode == 0 else None
+
+
+def config_set(
+        key: str, value: str, *, scope: str = 'local', add: bool = False,
+        cwd: str | os.PathLike[str] | None = None,
+) -> None:
+    args = ['config', f'--{scope}']
+    if add:
+        args.append('--add')
+    run_git(*args, key, value, cwd=cwd)
+
+
+def config_unset(
+        key: str, *, scope: str = 'local', value_pattern: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+) -> None:
+    args = ['config', f'--{scope}', '--unset-all', key]
+    if value_pattern is not None:
+        args.append(value_pattern)
+    proc = run_git(*args, cwd=cwd, check=False)
+    if proc.returncode not in (0, 5):  # 5: nothing to unset
+        raise GitCkptError(f'cannot unset {key}: {proc.stderr.strip()}', 'edit the git config by hand')
+
+
+class WorktreeEntry(NamedTuple):
+    path: Path
+    head: str | None
+    branch: str | None   # short name, None when detached
+    bare: bool
+    detached: bool
+    locked: bool
+    prunable: bool
+
+
+def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEntry]:
+    """`git worktree list --porcelain -z`, parsed."""
+    proc = run_git('worktree', 'list', '--porcelain', '-z', cwd=cwd)
+    entries = []
+    for block in proc.stdout.split('\0\0'):
+        fields: dict[str, str] = {}
+        for line in block.split('\0'):
+            if line:
+                key, _, value = line.partition(' ')
+                fields[key] = value
+        if 'worktree' not in fields:
+            continue
+        branch = fields.get('branch')
+        if branch and branch.startswith('refs/heads/'):
+            branch = branch[len('refs/heads/'):]
+        entries.append(WorktreeEntry(
+            path=Path(fields['worktree']), head=fields.get('HEAD'), branch=branch,
+            bare='bare' in fields, detached='detached' in fields,
+            locked='locked' in fields, prunable='prunable' in fields,
+        ))
+    return entries
+
+
+def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    proc = run_git('symbolic-ref', '--quiet', '--short', 'HEAD', cwd=cwd, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None

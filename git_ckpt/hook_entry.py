@@ -1,0 +1,54 @@
+"""What the installed hook shims run: `python -m git_ckpt _hook NAME ARGS...`.
+
+Standard library only: this runs on every checkout and commit, so it must not
+pay for click, GitPython or rich.
+"""
+from __future__ import annotations
+
+import sys
+
+from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError
+
+
+def post_checkout(args: list[str]) -> int:
+    """On `git worktree add`/clone (null previous ref): create the scratch dir.
+
+    Never fails the checkout: any problem is one warning line and exit 0.
+    """
+    if args and args[0] not in (C.NULL_SHA1, C.NULL_SHA256):
+        return 0  # a branch switch; the shim normally filters these already
+    try:
+        from git_ckpt import worktree
+        wt = worktree.current_worktree()
+        location = worktree.locate(wt)
+        created = worktree.create_scratch_dir(location)
+        if location.root.warning:
+            print(f'git-ckpt: warning: {location.root.warning}', file=sys.stderr)
+        if created:
+            print(f'git-ckpt: scratch dir for {wt.top.name}: {location.scratch_dir}', file=sys.stderr)
+        for extra in POST_CHECKOUT_EXTRAS:
+            extra(location)
+    except GitCkptError as exc:
+        print(f'git-ckpt: warning: {exc} (checkout not affected)', file=sys.stderr)
+    except Exception as exc:  # never break a checkout over our bug
+        print(f'git-ckpt: warning: post-checkout failed: {exc!r} (checkout not affected)', file=sys.stderr)
+    return 0
+
+
+# Steps later features add to post-checkout (worktree links, orphan notice);
+# each takes the new worktree's Location.
+POST_CHECKOUT_EXTRAS: list = []
+
+HOOKS = {
+    'post-checkout': post_checkout,
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in HOOKS:
+        print(f'git-ckpt: error: unknown hook {argv[:1]}; reinstall hooks with: git ckpt init',
+              file=sys.stderr)
+        return 2
+    return HOOKS[argv[0]](argv[1:])
+

@@ -1,0 +1,128 @@
+"""Installing and removing git-ckpt's git hooks.
+
+The scripts live once, in the top-level hooks/ dir (shipped in the wheel as
+git_ckpt/hooks/).  Installing copies them with one line filled in: the
+interpreter that installed git-ckpt, so hooks work when that virtualenv is not
+active (git GUIs, IDEs); the scripts fall back to `git-ckpt` on PATH.
+A foreign hook already in place is kept under `<name>.pre-git-ckpt` and run
+first by ours; `uninstall` puts it back.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt import constants as C
+from git_ckpt import git
+from git_ckpt.errors import GitCkptError
+from git_ckpt.worktree import Worktree
+
+
+def hooks_source_dir() -> Path:
+    """Where the hook scripts are: inside the wheel, or this checkout's hooks/."""
+    packaged = Path(__file__).resolve().parent / 'hooks'
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / 'hooks'
+
+
+def hooks_dir(worktree: Worktree) -> Path:
+    """core.hooksPath when set (relative to the worktree top), else the common
+    hooks dir that every worktree of the repository shares."""
+    configured = git.config_get('core.hooksPath', cwd=worktree.top)
+    if configured:
+        path = Path(os.path.expanduser(configured))
+        return path if path.is_absolute() else worktree.top / path
+    return worktree.common_dir / 'hooks'
+
+
+def uses_pre_commit_framework(worktree: Worktree) -> bool:
+    return (worktree.top / C.PRE_COMMIT_CONFIG).is_file()
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        with open(path, 'rb') as f:
+            return C.HOOK_MARKER.encode() in f.read(4096)
+    except OSError:
+        return False
+
+
+def render_hook(name: str, python: str = sys.executable) -> str:
+    template = (hooks_source_dir() / name).read_text(encoding='utf-8')
+    lines = template.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith(C.HOOK_PYTHON_LINE):
+            lines[i] = f'{C.HOOK_PYTHON_LINE}{shlex.quote(python)}\n'
+            break
+    else:  # pragma: no cover - guarded by tests of every shipped hook
+        raise AssertionError(f'hook template {name} has no {C.HOOK_PYTHON_LINE} line')
+    return ''.join(lines)
+
+
+class HookResult(NamedTuple):
+    name: str
+    path: Path
+    action: str   # installed / updated / chained / unchanged / removed / restored / absent / skipped
+
+
+def install_hook(directory: Path, name: str, python: str = sys.executable) -> HookResult:
+    target = directory / name
+    chained = directory / f'{name}{C.CHAINED_SUFFIX}'
+    content = render_hook(name, python)
+    action = 'installed'
+    if target.is_symlink() or target.exists():
+        if is_ours(target):
+            if target.read_text(encoding='utf-8', errors='replace') == content:
+                return HookResult(name, target, 'unchanged')
+            action = 'updated'
+        elif chained.exists() or chained.is_symlink():
+            raise GitCkptError(
+                f'{target} is a foreign hook and {chained.name} already holds another one',
+                f'merge them by hand, then run git ckpt init again')
+        else:
+            os.rename(target, chained)
+            action = 'chained'
+    tmp = directory / f'.{name}.git-ckpt-tmp'
+    tmp.write_text(content, encoding='utf-8')
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return HookResult(name, target, action)
+
+
+def uninstall_hook(directory: Path, name: str) -> HookResult:
+    target = directory / name
+    chained = directory / f'{name}{C.CHAINED_SUFFIX}'
+    if not (target.exists() or target.is_symlink()) or not is_ours(target):
+        return HookResult(name, target, 'absent')
+    target.unlink()
+    if chained.exists() or chained.is_symlink():
+        os.rename(chained, target)
+        return HookResult(name, target, 'restored')
+    return HookResult(name, target, 'removed')
+
+
+def install_all(worktree: Worktree, python: str = sys.executable) -> list[HookResult]:
+    directory = hooks_dir(worktree)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GitCkptError(f'cannot create hooks dir {directory}: {exc.strerror}',
+                           'check core.hooksPath and its permissions')
+    return [install_hook(directory, name, python) for name in C.HOOK_NAMES]
+
+
+def uninstall_all(worktree: Worktree) -> list[HookResult]:
+    directory = hooks_dir(worktree)
+    return [uninstall_hook(directory, name) for name in C.HOOK_NAMES]
+
+
+def hook_is_executable(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode) and os.access(path, os.X_OK)
+    except OSError:
+        return False

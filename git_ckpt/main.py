@@ -1,0 +1,89 @@
+"""The `git ckpt` command line: wiring only; each command lives in commands/."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError, error_line
+
+CONTEXT = {'help_option_names': ['-h', '--help'], 'max_content_width': 100}
+ROOT_OPTION = click.option('--root', 'cli_root', metavar='DIR',
+                           help='Scratch root for this call (overrides GIT_CKPT_ROOT and ckpt.root).')
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(C.VERSION, '-V', '--version', prog_name='git-ckpt')
+def cli() -> None:
+    """Per-worktree checkpoint storage on scratch, for ML experiments in git worktrees.
+
+    Every worktree of a repository gets its own directory under a scratch root;
+    hooks create it on `git worktree add` and keep checkpoints out of commits.
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--global', 'global_', is_flag=True, help='Store --root in the global git config.')
+@click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
+def init(cli_root: str | None, global_: bool, name: str | None) -> int:
+    """Set up this repository: root, hooks, scratch dirs, .gitignore block.
+
+    Idempotent: running it again changes nothing that is already right.
+    """
+    from git_ckpt.commands.install import init as run
+    return run(cli_root=cli_root, global_=global_, name=name)
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--no-create', is_flag=True, help='Only print the path; do not create the directory.')
+def path(cli_root: str | None, no_create: bool) -> int:
+    """Print this worktree's scratch dir (creating it if missing).
+
+    GIT_CKPT_DIR, when set, is printed as is (no git needed).
+    Shell use: --output_dir "$(git ckpt path)/run1"
+    """
+    from git_ckpt.commands.path import path as run
+    return run(create=not no_create, cli_root=cli_root)
+
+
+@cli.command(context_settings=CONTEXT)
+def uninstall() -> int:
+    """Remove git-ckpt's hooks and restore the hooks that were there before."""
+    from git_ckpt.commands.install import uninstall as run
+    return run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name='git ckpt', standalone_mode=False)
+    except GitCkptError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        print('git-ckpt: aborted', file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        # One line, not click's usage block.
+        print(f'git-ckpt: error: {exc.format_message()}; see git ckpt -h', file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print('git-ckpt: interrupted', file=sys.stderr)
+        return 130
+    except OSError as exc:
+        where = f' {exc.filename}' if exc.filename else ''
+        print(f'git-ckpt: error: {exc.strerror or exc}{where}; check the path and its permissions',
+              file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get('GIT_CKPT_DEBUG'):
+            raise
+        print(f'git-ckpt: internal error: {exc!r}; rerun with GIT_CKPT_DEBUG=1 for the traceback '
+              'and report it', file=sys.stderr)
+        return 3
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,178 @@
+"""The scratch root on disk: safe directory creation and manifests.
+
+Shared scratch is multi-user.  Someone could pre-create your path to read or
+plant checkpoints, or put a symlink where a directory should be.  So every
+directory git-ckpt creates is 0700, and every existing component below the
+root must be a real directory we own.  Standard library only.
+"""
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        import pwd
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return f'uid {uid}'
+
+
+def check_root(root: Path, *, create_fallback: bool = False) -> Path:
+    """Return the real path of a usable root, or raise with the fix.
+
+    A root may be a symlink (clusters often link /scratch elsewhere); what it
+    points at must be a directory we own, or a root-owned sticky directory
+    such as /tmp or a site-wide /scratch.
+    """
+    if create_fallback:
+        try:
+            os.makedirs(root, mode=C.DIR_MODE, exist_ok=True)
+        except OSError as exc:
+            raise GitCkptError(f'cannot create scratch root {root}: {exc.strerror}',
+                               f'set a writable root: git config --global {C.CONFIG_ROOT} DIR')
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise GitCkptError(f'scratch root {root} does not exist',
+                           f'create it (mkdir -p {root}) or point {C.CONFIG_ROOT} / {C.ENV_ROOT} elsewhere')
+    except OSError as exc:
+        raise GitCkptError(f'cannot access scratch root {root}: {exc.strerror}',
+                           f'fix its permissions or choose another root')
+    if not stat.S_ISDIR(st.st_mode):
+        raise GitCkptError(f'scratch root {root} is not a directory',
+                           f'point {C.CONFIG_ROOT} / {C.ENV_ROOT} at a directory')
+    me = os.geteuid()
+    sticky_shared = st.st_uid == 0 and st.st_mode & stat.S_ISVTX
+    if st.st_uid != me and not sticky_shared:
+        raise GitCkptError(
+            f'scratch root {root} is owned by {_owner_name(st.st_uid)}, not you',
+            f'use a directory of your own, e.g. {root}/{_user()} (mkdir -m 700)')
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        raise GitCkptError(
+            f'scratch root {root} is world-writable without the sticky bit (anyone could replace your dirs)',
+            f'chmod o-w {root} or chmod +t {root}, or use a private subdirectory')
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise GitCkptError(f'scratch root {root} is not writable by you',
+                           f'fix its permissions or choose another root')
+    return Path(os.path.realpath(root))
+
+
+def _user() -> str:
+    from git_ckpt.settings import user_name
+    return user_name()
+
+
+def ensure_private_dir(root: Path, relative: Path | str, *, create: bool = True) -> Path:
+    """Create (or check) root/relative one component at a time.
+
+    Each component must be a real directory owned by us; new ones are 0700.
+    A concurrent creator (another rank) is fine: EEXIST is re-checked.
+    Returns the path, or raises.  With create=False a missing component is
+    not an error: the path is returned as it would be.
+    """
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        try:
+            if create:
+                os.mkdir(current, C.DIR_MODE)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise GitCkptError(f'no space left to create {current}', 'free space on the scratch filesystem')
+            raise GitCkptError(f'cannot create {current}: {exc.strerror}',
+                               'check the permissions of the scratch root')
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            if create:
+                raise GitCkptError(f'{current} vanished while being created', 'run the command again')
+            return root / relative
+        check_owned_dir(current, st)
+    return current
+
+
+def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
+    st = os.lstat(path) if st is None else st
+    if stat.S_ISLNK(st.st_mode):
+        raise GitCkptError(f'{path} is a symlink where git-ckpt expects a directory',
+                           'remove the link (someone may be redirecting your checkpoints) and run again')
+    if not stat.S_ISDIR(st.st_mode):
+        raise GitCkptError(f'{path} is not a directory', 'move it away and run again')
+    if st.st_uid != os.geteuid():
+        raise GitCkptError(
+            f'{path} is owned by {_owner_name(st.st_uid)}, not you',
+            'someone pre-created your scratch path; remove it or choose another root')
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write via a temp file + rename so readers never see half a file."""
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write('\n')
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at path, or None if missing, unreadable or corrupt."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding='utf-8') as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_manifest(scratch_dir: Path) -> dict[str, Any] | None:
+    """The manifest of a managed scratch dir; None means: not ours, touch nothing."""
+    data = read_json(scratch_dir / C.MANIFEST_NAME)
+    if data is None or data.get('schema') != C.MANIFEST_SCHEMA or 'worktree_id' not in data:
+        return None
+    return data
+
+
+def is_managed(scratch_dir: Path) -> bool:
+    return read_manifest(scratch_dir) is not None
+
+
+def iter_project_dirs(root: Path):
+    """Project dirs (one per repository) directly under the root."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith('.'):
+            if (Path(entry.path) / C.REPO_MANIFEST_NAME).is_file():
+                yield Path(entry.path)
+
+
+def iter_managed_dirs(project_dir: Path):
+    """(scratch_dir, manifest) for every managed worktree dir of a project."""
+    try:
+        entries = list(os.scandir(project_dir))
+    except OSError:
+        return
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.is_dir(follow_symlinks=False):
+            manifest = read_manifest(Path(entry.path))
+            if manifest is not None:
+                yield Path(entry.path), manifest

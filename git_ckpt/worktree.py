@@ -1,0 +1,250 @@
+"""Worktree identity: which scratch dir belongs to which worktree.
+
+A worktree's scratch dir is  <root>/<project>-<repo id>/<worktree name>-<worktree id>.
+The ids are random and live in files inside git's own admin dirs:
+- the repo id in the common git dir, so two repos with the same basename differ;
+- the worktree id in the worktree's git dir (.git/worktrees/<name>/), so it
+  survives branch switches and `git worktree move` but dies with
+  `git worktree remove`/`prune`.  git reuses admin names, so a worktree
+  re-added under an old name gets a fresh id, hence a NEW dir: it never
+  inherits (and resumes from) the removed worktree's checkpoints.
+Standard library only (the hooks import it).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt import constants as C
+from git_ckpt import git
+from git_ckpt.errors import GitCkptError
+from git_ckpt.scratch import check_root, ensure_private_dir, now_iso, read_json, write_json_atomic
+from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
+
+
+class Worktree(NamedTuple):
+    top: Path          # the worktree's top-level directory
+    git_dir: Path      # its admin dir
+    common_dir: Path   # the repository's common git dir
+
+    @property
+    def is_main(self) -> bool:
+        return self.git_dir == self.common_dir
+
+
+def current_worktree(cwd: str | os.PathLike[str] | None = None) -> Worktree:
+    paths = git.repo_paths(cwd)
+    if paths.top is None:
+        raise GitCkptError(
+            f'{paths.common_dir} is a bare repository (no worktree, so no scratch dir)',
+            'run git ckpt inside a worktree: git worktree add ../exp1 && cd ../exp1')
+    return Worktree(paths.top, paths.git_dir, paths.common_dir)
+
+
+def _read_or_create_id_file(path: Path, make_value) -> str:
+    """Read a small id file; create it atomically if missing.
+
+    Several processes (ranks of one job) may race here: the value is written
+    to a private temp file and hard-linked into place, so exactly one wins
+    and everyone reads the winner's value.
+    """
+    try:
+        return path.read_text(encoding='utf-8').strip()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise GitCkptError(f'cannot read {path}: {exc.strerror}', 'check the permissions of the git dir')
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}')
+    try:
+        tmp.write_text(make_value() + '\n', encoding='utf-8')
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        raise GitCkptError(f'cannot write {path}: {exc.strerror}', 'check the permissions of the git dir')
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return path.read_text(encoding='utf-8').strip()
+
+
+def _new_id() -> str:
+    return secrets.token_hex(C.ID_HEX_LEN // 2)
+
+
+def sanitize_component(name: str) -> str:
+    """A readable directory name: control characters and leading dots replaced."""
+    cleaned = ''.join('_' if ord(ch) < 32 or ch == '/' else ch for ch in name).lstrip('.')
+    return cleaned[:C.MAX_NAME_LEN] or 'worktree'
+
+
+def default_project_name(common_dir: Path) -> str:
+    """The repository's name: the main worktree's dir, or a bare repo's name."""
+    if common_dir.name == '.git':
+        name = common_dir.parent.name
+    else:
+        name = common_dir.name[:-4] if common_dir.name.endswith('.git') else common_dir.name
+    return sanitize_component(name)
+
+
+class RepoIdentity(NamedTuple):
+    repo_id: str
+    auto_name: str   # the repo's name when the id was made; kept so renames keep the dir
+
+
+def repo_identity(common_dir: Path) -> RepoIdentity:
+    def make() -> str:
+        return f'{_new_id()} {default_project_name(common_dir)}'
+    raw = _read_or_create_id_file(common_dir / C.REPO_ID_FILE, make)
+    repo_id, _, name = raw.partition(' ')
+    return RepoIdentity(repo_id, name or default_project_name(common_dir))
+
+
+def worktree_leaf(worktree: Worktree) -> str:
+    """`<name>-<id>` for this worktree, fixed when first asked for."""
+    def make() -> str:
+        return f'{sanitize_component(worktree.top.name)}-{_new_id()}'
+    return _read_or_create_id_file(worktree.git_dir / C.WORKTREE_ID_FILE, make)
+
+
+def read_worktree_leaf(git_dir: Path) -> str | None:
+    """The leaf of an existing worktree, without creating one."""
+    try:
+        return (git_dir / C.WORKTREE_ID_FILE).read_text(encoding='utf-8').strip() or None
+    except OSError:
+        return None
+
+
+def live_worktree_leaves(common_dir: Path) -> dict[str, Path]:
+    """leaf -> admin dir, for every worktree git still knows about.
+
+    Read from the admin dirs themselves rather than from `git worktree list`,
+    so a worktree whose directory was deleted but not yet pruned still counts
+    as alive (git still has it), and nothing has to be spawned.
+    """
+    live = {}
+    main_leaf = read_worktree_leaf(common_dir)
+    if main_leaf:
+        live[main_leaf] = common_dir
+    try:
+        admin_dirs = list(os.scandir(common_dir / 'worktrees'))
+    except OSError:
+        admin_dirs = []
+    for entry in admin_dirs:
+        leaf = read_worktree_leaf(Path(entry.path))
+        if leaf:
+            live[leaf] = Path(entry.path)
+    return live
+
+
+def project_dir_name(identity: RepoIdentity, settings: Settings, project_name: str | None = None) -> str:
+    if project_name is None:
+        configured = settings.get(C.CONFIG_NAME)
+        project_name = configured[0] if configured else identity.auto_name
+    return f'{validate_name(project_name)}-{identity.repo_id}'
+
+
+class Location(NamedTuple):
+    root: RootChoice
+    root_real: Path
+    project_dir: Path
+    scratch_dir: Path
+    worktree: Worktree
+
+
+def locate(
+        worktree: Worktree,
+        *,
+        settings: Settings | None = None,
+        cli_root: str | None = None,
+        project_name: str | None = None,
+) -> Location:
+    """Compute (without creating) where this worktree's scratch dir lives."""
+    settings = load_settings(worktree.top) if settings is None else settings
+    root = resolve_root(cli_root, settings)
+    root_real = check_root(root.path, create_fallback=root.warning is not None)
+    identity = repo_identity(worktree.common_dir)
+    project_dir = root_real / project_dir_name(identity, settings, project_name)
+    return Location(root, root_real, project_dir, project_dir / worktree_leaf(worktree), worktree)
+
+
+def create_scratch_dir(location: Location) -> bool:
+    """Make the scratch dir and its manifests; True if it was created now."""
+    wt = location.worktree
+    ensure_private_dir(location.root_real, location.project_dir.relative_to(location.root_real))
+    repo_manifest = location.project_dir / C.REPO_MANIFEST_NAME
+    if read_json(repo_manifest) is None:
+        write_json_atomic(repo_manifest, {
+            'schema': C.MANIFEST_SCHEMA,
+            'repo': os.fspath(wt.common_dir),
+            'repo_id': repo_identity(wt.common_dir).repo_id,
+            'created': now_iso(),
+            'tool_version': C.VERSION,
+        })
+    existed = location.scratch_dir.exists() or location.scratch_dir.is_symlink()
+    ensure_private_dir(location.root_real, location.scratch_dir.relative_to(location.root_real))
+    manifest_path = location.scratch_dir / C.MANIFEST_NAME
+    if read_json(manifest_path) is None:
+        write_json_atomic(manifest_path, {
+            'schema': C.MANIFEST_SCHEMA,
+            'repo': os.fspath(wt.common_dir),
+            'repo_id': repo_identity(wt.common_dir).repo_id,
+            'project': location.project_dir.name,
+            'worktree': os.fspath(wt.top),
+            'worktree_id': location.scratch_dir.name,
+            'git_dir': os.fspath(wt.git_dir),
+            'branch': git.current_branch(wt.top),
+            'created': now_iso(),
+            'tool_version': C.VERSION,
+        })
+    return not existed
+
+
+def dir_from_env(environ=os.environ) -> Path | None:
+    """GIT_CKPT_DIR, validated; None when unset."""
+    value = environ.get(C.ENV_DIR)
+    if not value:
+        return None
+    path = Path(os.path.abspath(os.path.expanduser(value)))
+    if path.exists() and not path.is_dir():
+        raise GitCkptError(f'{C.ENV_DIR}={value} is not a directory',
+                           f'unset {C.ENV_DIR} or point it at a directory')
+    return path
+
+
+def scratch_dir_for(
+        worktree: Worktree,
+        *,
+        create: bool = True,
+        cli_root: str | None = None,
+        project_name: str | None = None,
+        settings: Settings | None = None,
+) -> Path:
+    """The scratch dir of `worktree`, created (0700, with manifest) unless create=False."""
+    location = locate(worktree, settings=settings, cli_root=cli_root, project_name=project_name)
+    if create:
+        create_scratch_dir(location)
+    return location.scratch_dir
+
+
+def resolve_scratch_dir(
+        cwd: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        cli_root: str | None = None,
+        project_name: str | None = None,
+) -> Path:
+    """The scratch dir for code running in `cwd`: GIT_CKPT_DIR if set (no git
+    at all, for batch jobs without the repository), else the worktree's."""
+    from_env = dir_from_env()
+    if from_env is not None:
+        if create:
+            os.makedirs(from_env, mode=C.DIR_MODE, exist_ok=True)
+        return from_env
+    return scratch_dir_for(current_worktree(cwd), create=create, cli_root=cli_root,
+                           project_name=project_name)

@@ -1,0 +1,117 @@
+"""Shared fixtures: a hermetic environment and real git repositories.
+
+Every test gets a temp HOME, its own global git config (no system config) and
+a temp scratch root, so nothing touches the real home or a real /scratch.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN_DIR = Path(sys.executable).parent
+UNPRIVILEGED_USER = 'ckpt-test-user'
+
+
+def run(cmd, cwd=None, check=True, env=None, input=None, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [os.fspath(c) for c in cmd], cwd=cwd, env=env, input=input,
+        capture_output=True, text=True, **kwargs,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}')
+    return proc
+
+
+def git(*args, cwd=None, check=True, **kwargs) -> subprocess.CompletedProcess:
+    return run(['git', *args], cwd=cwd, check=check, **kwargs)
+
+
+def ckpt(*args, cwd=None, check=True, **kwargs) -> subprocess.CompletedProcess:
+    """`git ckpt ...` exactly as a user types it (git finds git-ckpt on PATH)."""
+    return run(['git', 'ckpt', *args], cwd=cwd, check=check, **kwargs)
+
+
+@pytest.fixture
+def hermetic(tmp_path, monkeypatch):
+    """Isolated HOME, git config and scratch root; returns a namespace of paths."""
+    home = tmp_path / 'home'
+    home.mkdir()
+    root = tmp_path / 'scratch'
+    root.mkdir(mode=0o700)
+    gitconfig = tmp_path / 'gitconfig'
+    gitconfig.write_text(
+        '[user]\n\tname = Test\n\temail = test@example.invalid\n'
+        '[init]\n\tdefaultBranch = main\n'
+        '[advice]\n\tdetachedHead = false\n'
+        '[protocol "file"]\n\tallow = always\n'
+    )
+    for name in ('GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_CKPT_DIR', 'SCRATCH',
+                 'XDG_CACHE_HOME', 'XDG_CONFIG_HOME', 'GIT_CKPT_QUIET', 'HF_HOME', 'MANPATH'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('HOME', os.fspath(home))
+    monkeypatch.setenv('GIT_CONFIG_GLOBAL', os.fspath(gitconfig))
+    monkeypatch.setenv('GIT_CONFIG_NOSYSTEM', '1')
+    monkeypatch.setenv('GIT_CKPT_ROOT', os.fspath(root))
+    monkeypatch.setenv('PATH', f'{BIN_DIR}{os.pathsep}{os.environ["PATH"]}')
+    monkeypatch.setenv('NO_COLOR', '1')
+
+    class Env:
+        pass
+    env = Env()
+    env.tmp = tmp_path
+    env.home = home
+    env.root = root
+    env.gitconfig = gitconfig
+    return env
+
+
+def make_repo(path: Path, *, object_format: str | None = None) -> Path:
+    args = ['init', '-q']
+    if object_format:
+        args.append(f'--object-format={object_format}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(*args, path)
+    (path / 'README').write_text('hello\n')
+    git('add', 'README', cwd=path)
+    git('commit', '-q', '-m', 'init', cwd=path)
+    return path
+
+
+@pytest.fixture
+def repo(hermetic) -> Path:
+    """A real repository with one commit, at <tmp>/projects/proj."""
+    return make_repo(hermetic.tmp / 'projects' / 'proj')
+
+
+@pytest.fixture
+def inited_repo(repo) -> Path:
+    """`repo` after `git ckpt init`."""
+    ckpt('init', cwd=repo)
+    return repo
+
+
+def scratch_path(cwd: Path) -> Path:
+    return Path(ckpt('path', '--no-create', cwd=cwd).stdout.strip())
+
+
+@pytest.fixture
+def unprivileged_user():
+    """A second, unprivileged user (root ignores permission bits, so ownership
+    and permission tests need someone else).  Created when running as root."""
+    if os.geteuid() != 0:
+        pytest.skip('creating a second user needs root; run as root (CI does)')
+    if shutil.which('useradd') is None:
+        pytest.skip('useradd not available')
+    try:
+        entry = pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        run(['useradd', '--no-create-home', '--shell', '/bin/sh', UNPRIVILEGED_USER])
+        entry = pwd.getpwnam(UNPRIVILEGED_USER)
+    return entry
