@@ -248,3 +248,43 @@ def resolve_scratch_dir(
         return from_env
     return scratch_dir_for(current_worktree(cwd), create=create, cli_root=cli_root,
                            project_name=project_name)
+
+
+def worktree_path_of(admin_dir: Path, common_dir: Path) -> Path | None:
+    """The current path of the worktree an admin dir belongs to (follows
+    `git worktree move`), or None when git no longer knows it."""
+    if admin_dir == common_dir:
+        return common_dir.parent if common_dir.name == '.git' else None
+    try:
+        gitfile = (admin_dir / 'gitdir').read_text(encoding='utf-8').strip()
+    except OSError:
+        return None
+    return Path(gitfile).parent
+
+
+class ScratchEntry(NamedTuple):
+    scratch_dir: Path
+    manifest: dict
+    admin_dir: Path | None       # None: the worktree is gone -> an orphan
+    worktree_path: Path | None   # current path if alive
+
+    @property
+    def is_orphan(self) -> bool:
+        return self.admin_dir is None
+
+
+def scratch_entries(project_dir: Path, common_dir: Path) -> list[ScratchEntry]:
+    """Every managed scratch dir of one repository, alive or orphaned.
+
+    An orphan's manifest names a worktree id that no admin dir carries any
+    more, however the worktree went (`git worktree remove`, or `rm -rf` then
+    `git worktree prune`, or a removed-then-re-added name).
+    """
+    from git_ckpt.scratch import iter_managed_dirs
+    live = live_worktree_leaves(common_dir)
+    out = []
+    for scratch_dir, manifest in iter_managed_dirs(project_dir):
+        admin = live.get(manifest.get('worktree_id'))
+        path = worktree_path_of(admin, common_dir) if admin else None
+        out.append(ScratchEntry(scratch_dir, manifest, admin, path))
+    return out
