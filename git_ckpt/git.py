@@ -69,6 +69,9 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     )
     if proc.returncode != 0:
         where = os.fspath(cwd) if cwd is not None else os.getcwd()
+        if 'must be run in a work tree' in proc.stderr:
+            raise GitCkptError(f'{where} is inside a git dir, not a worktree',
+                               'cd to the top of a worktree (or one of its subdirectories)')
         if 'not a git repository' in proc.stderr:
             raise GitCkptError(
                 f'{where} is not inside a git repository',
@@ -92,12 +95,12 @@ def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str,
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
+    # With --null, git separates the scope from its record by NUL too:
+    # "scope\0key\nvalue\0" per entry.
+    fields = proc.stdout.split('\0')
     out = []
-    for record in proc.stdout.split('\0'):
-        if not record:
-            continue
-        scope, _, rest = record.partition('\t')
-        key, _, value = rest.partition('\n')
+    for scope, record in zip(fields[0::2], fields[1::2]):
+        key, _, value = record.partition('\n')
         out.append((scope, key.lower(), value))
     return out
 

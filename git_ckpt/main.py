@@ -58,6 +58,10 @@ def uninstall() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        # Bare `git ckpt`: the help, on stdout, not an error.
+        argv = ['-h']
     try:
         result = cli.main(args=argv, prog_name='git ckpt', standalone_mode=False)
     except GitCkptError as exc:
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as exc:
         # One line, not click's usage block.
-        print(f'git-ckpt: error: {exc.format_message()}; see git ckpt -h', file=sys.stderr)
+        message = exc.format_message().strip().rstrip('.').replace('\n', ' ')
+        print(f'git-ckpt: error: {message}; see git ckpt -h', file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print('git-ckpt: interrupted', file=sys.stderr)

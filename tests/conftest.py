@@ -115,3 +115,31 @@ def unprivileged_user():
         run(['useradd', '--no-create-home', '--shell', '/bin/sh', UNPRIVILEGED_USER])
         entry = pwd.getpwnam(UNPRIVILEGED_USER)
     return entry
+
+
+# --- core (issue 2) helpers ---------------------------------------------------
+
+def assert_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """A user error: non-zero exit, exactly one stderr line, no traceback,
+    naming each of `needles`.  Returns the line."""
+    assert proc.returncode != 0, f'expected failure, got 0\nstdout:\n{proc.stdout}'
+    assert 'Traceback' not in proc.stderr + proc.stdout, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, f'expected one stderr line, got:\n{proc.stderr}'
+    assert lines[0].startswith('git-ckpt: error: '), lines[0]
+    for needle in needles:
+        assert needle in lines[0], f'{needle!r} not in {lines[0]!r}'
+    return lines[0]
+
+
+def add_worktree(repo: Path, path: Path, *args: str) -> Path:
+    """`git worktree add` (hooks fire as for a user); returns the path."""
+    git('worktree', 'add', '-q', *args, path, cwd=repo)
+    return path
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid)
