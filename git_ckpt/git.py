@@ -70,6 +70,11 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     if proc.returncode != 0:
         where = os.fspath(cwd) if cwd is not None else os.getcwd()
         if 'must be run in a work tree' in proc.stderr:
+            # A bare repository, or inside some .git dir (an error path: a
+            # second call costs nothing on the way that works).
+            bare = run_git('rev-parse', '--is-bare-repository', cwd=cwd, check=False)
+            if bare.stdout.strip() == 'true':
+                return RepoPaths(None, *_git_dirs(cwd), True)
             raise GitCkptError(f'{where} is inside a git dir, not a worktree',
                                'cd to the top of a worktree (or one of its subdirectories)')
         if 'not a git repository' in proc.stderr:
@@ -83,6 +88,12 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     is_bare = lines[0] == 'true'
     top = Path(lines[3]) if not is_bare and len(lines) > 3 and lines[3] else None
     return RepoPaths(top, Path(lines[1]), Path(lines[2]), is_bare)
+
+
+def _git_dirs(cwd: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+    proc = run_git('rev-parse', '--path-format=absolute', '--git-dir', '--git-common-dir', cwd=cwd)
+    git_dir, common_dir = proc.stdout.split('\n')[:2]
+    return Path(git_dir), Path(common_dir)
 
 
 def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:
