@@ -13,7 +13,6 @@ Standard library only (the hooks import it).
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,7 +57,7 @@ def _read_or_create_id_file(path: Path, make_value) -> str:
         pass
     except OSError as exc:
         raise GitCkptError(f'cannot read {path}: {exc.strerror}', 'check the permissions of the git dir')
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}')
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(4).hex()}')
     try:
         tmp.write_text(make_value() + '\n', encoding='utf-8')
         try:
@@ -76,7 +75,8 @@ def _read_or_create_id_file(path: Path, make_value) -> str:
 
 
 def _new_id() -> str:
-    return secrets.token_hex(C.ID_HEX_LEN // 2)
+    # os.urandom rather than `secrets`: same source, ~10 ms less import on the hook path.
+    return os.urandom(C.ID_HEX_LEN // 2).hex()
 
 
 def sanitize_component(name: str) -> str:
