@@ -6,7 +6,6 @@ import re
 import sys
 from pathlib import Path
 
-
 from conftest import BIN_DIR, run
 
 SCRIPT = Path(__file__).resolve().parent.parent / 'examples' / 'quickstart.sh'

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import add_worktree, assert_error, ckpt, git, make_repo, run, scratch_path
 from git_ckpt import constants as C
 from git_ckpt.worktree import Worktree, current_worktree, scratch_entries
