@@ -270,3 +270,12 @@ def test_uninstall_removes_hooks_and_keeps_the_rest(inited_repo, hermetic):
     assert not scratch_path(hermetic.tmp / 'exp1').exists()  # no hook any more
     ckpt('init', cwd=inited_repo)
     assert (inited_repo / '.git' / 'hooks' / 'post-checkout').is_file()
+
+
+def test_gitignore_that_is_not_utf8_is_kept_byte_for_byte(repo):
+    (repo / '.gitignore').write_bytes(b'caf\xe9/\n')  # latin-1
+    ckpt('init', cwd=repo)
+    data = (repo / '.gitignore').read_bytes()
+    assert data.startswith(b'caf\xe9/\n\n') and C.IGNORE_BEGIN.encode() in data
+    ckpt('init', cwd=repo)
+    assert (repo / '.gitignore').read_bytes() == data
