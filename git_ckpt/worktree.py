@@ -117,13 +117,13 @@ def repo_identity(common_dir: Path) -> RepoIdentity:
     if not repo_id.isalnum():
         raise GitCkptError(f'{path} is damaged (holds {first!r})',
                            'delete it; the repository then gets a new project dir')
-    name = name or default_project_name(common_dir)
+    identity = RepoIdentity(repo_id, name or default_project_name(common_dir))
     if recorded.strip() != os.fspath(common_dir):
-        repo_id = _rekey_if_copied(path, common_dir, Path(recorded.strip()), repo_id, name)
-    return RepoIdentity(repo_id, name)
+        identity = _rekey_if_copied(path, common_dir, Path(recorded.strip()), identity)
+    return identity
 
 
-def _rekey_if_copied(path: Path, common_dir: Path, recorded: Path, repo_id: str, name: str) -> str:
+def _rekey_if_copied(path: Path, common_dir: Path, recorded: Path, identity: RepoIdentity) -> RepoIdentity:
     """The id file was made in another directory: a copy gets a new id; a
     move (or a file from before the path was recorded) just records the new
     place.  Under a lock, so concurrent first calls in a copy agree."""
@@ -133,25 +133,41 @@ def _rekey_if_copied(path: Path, common_dir: Path, recorded: Path, repo_id: str,
             os.mkdir(lock)
             break
         except FileExistsError:
+            if _age_seconds(lock) > 10:  # left by a killed process (it is held for microseconds)
+                _rmdir_quietly(lock)
             time.sleep(0.025)
     else:
         raise GitCkptError(f'{lock} is held for too long', 'remove it if no git-ckpt is running')
     try:
-        current = path.read_text(encoding='utf-8').strip()
-        if current.partition('\n')[2].strip() == os.fspath(common_dir):
-            return current.partition(' ')[0]  # another process got here first
-        original = recorded / C.REPO_ID_FILE
+        first, _, now_recorded = path.read_text(encoding='utf-8').strip().partition('\n')
+        if now_recorded.strip() == os.fspath(common_dir):  # another process got here first
+            repo_id, _, name = first.partition(' ')
+            return RepoIdentity(repo_id, name or identity.auto_name)
         copied = (
             recorded.is_absolute() and recorded.is_dir()
             and not os.path.samefile(recorded, common_dir)
-            and _first_word(original) == repo_id
+            and _first_word(recorded / C.REPO_ID_FILE) == identity.repo_id
         )
         if copied:
-            repo_id = _new_id()
-        write_text_atomic(path, f'{repo_id} {name}\n{common_dir}\n')
-        return repo_id
+            identity = RepoIdentity(_new_id(), default_project_name(common_dir))
+        write_text_atomic(path, f'{identity.repo_id} {identity.auto_name}\n{common_dir}\n')
+        return identity
     finally:
         os.rmdir(lock)
+
+
+def _age_seconds(path: Path) -> float:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _rmdir_quietly(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _first_word(path: Path) -> str | None:

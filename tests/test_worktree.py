@@ -327,7 +327,7 @@ def test_a_copied_repo_gets_its_own_dir(inited_repo, hermetic):
     assert (copy / '.git' / C.REPO_ID_FILE).read_text() == (inited_repo / '.git' / C.REPO_ID_FILE).read_text()
     copied = path_of(copy)
     assert copied.parent != original.parent
-    assert copied.parent.name.startswith('proj-')
+    assert copied.parent.name.startswith('proj-copy-')  # named after the copy
     # Both stay stable afterwards, and the original is unchanged.
     assert path_of(inited_repo) == original and path_of(copy) == copied
 
@@ -365,3 +365,14 @@ def test_a_damaged_worktree_id_file_cannot_escape_the_root(inited_repo, hermetic
     exp1 = add_worktree(inited_repo, hermetic.tmp / 'exp1', '--no-checkout')
     (inited_repo / '.git' / 'worktrees' / 'exp1' / C.WORKTREE_ID_FILE).write_text('..\n')
     assert_error(ckpt('path', cwd=exp1, check=False), 'damaged', 'delete it')
+
+
+def test_a_lock_left_by_a_killed_process_is_cleared(inited_repo, hermetic):
+    original = path_of(inited_repo)
+    copy = hermetic.tmp / 'copy'
+    run(['cp', '-a', inited_repo, copy])
+    lock = copy / '.git' / 'ckpt-repo.lock'
+    lock.mkdir()
+    os.utime(lock, (0, 0))  # long ago
+    assert path_of(copy).parent != original.parent
+    assert not lock.exists()
