@@ -22,9 +22,9 @@ def update_gitignore(top: Path, extra: tuple[str, ...] | list[str] = ()) -> bool
         old = ''
     lines = old.splitlines()
     block = render_block(extra)
-    if C.IGNORE_BEGIN in lines and C.IGNORE_END in lines[lines.index(C.IGNORE_BEGIN):]:
-        start = lines.index(C.IGNORE_BEGIN)
-        end = lines.index(C.IGNORE_END, start)
+    span = _block_span(lines)
+    if span is not None:
+        start, end = span
         new_lines = lines[:start] + block + lines[end + 1:]
     else:
         new_lines = lines + ([''] if lines and lines[-1].strip() else []) + block
@@ -33,6 +33,18 @@ def update_gitignore(top: Path, extra: tuple[str, ...] | list[str] = ()) -> bool
         return False
     path.write_text(new, encoding='utf-8', errors='surrogateescape')
     return True
+
+
+def _block_span(lines: list[str]) -> tuple[int, int] | None:
+    """(begin, end) line indexes of our block: the first end marker and the
+    nearest begin marker above it, so a stray begin marker left by hand
+    never swallows the user's lines between it and our block."""
+    try:
+        end = lines.index(C.IGNORE_END)
+    except ValueError:
+        return None
+    begins = [i for i in range(end) if lines[i] == C.IGNORE_BEGIN]
+    return (begins[-1], end) if begins else None
 
 
 def has_block(top: Path) -> bool:
