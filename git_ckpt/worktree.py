@@ -277,19 +277,27 @@ def create_scratch_dir(location: Location) -> bool:
     existed = location.scratch_dir.exists() or location.scratch_dir.is_symlink()
     ensure_private_dir(location.root_real, location.scratch_dir.relative_to(location.root_real))
     manifest_path = location.scratch_dir / C.MANIFEST_NAME
-    if read_json(manifest_path) is None:
+    manifest = read_json(manifest_path)
+    # Where the worktree is now: kept current (after `git worktree move`, a
+    # repo move or rename), so an orphan's manifest names its last place.
+    whereabouts = {
+        'repo': os.fspath(wt.common_dir),
+        'project': location.project_dir.name,
+        'worktree': os.fspath(wt.top),
+        'git_dir': os.fspath(wt.git_dir),
+    }
+    if manifest is None:
         write_json_atomic(manifest_path, {
             'schema': C.MANIFEST_SCHEMA,
-            'repo': os.fspath(wt.common_dir),
             'repo_id': repo_identity(wt.common_dir).repo_id,
-            'project': location.project_dir.name,
-            'worktree': os.fspath(wt.top),
             'worktree_id': location.scratch_dir.name,
-            'git_dir': os.fspath(wt.git_dir),
             'branch': git.current_branch(wt.top),
             'created': now_iso(),
             'tool_version': C.VERSION,
+            **whereabouts,
         })
+    elif any(manifest.get(key) != value for key, value in whereabouts.items()):
+        write_json_atomic(manifest_path, {**manifest, **whereabouts})
     return not existed
 
 

@@ -84,9 +84,14 @@ def test_same_dir_across_worktree_move(inited_repo, hermetic):
     (before / 'checkpoint-1').mkdir()
     moved = hermetic.tmp / 'elsewhere' / 'renamed exp'
     moved.parent.mkdir()
+    created = json.loads((before / C.MANIFEST_NAME).read_text())['created']
     git('worktree', 'move', exp1, moved, cwd=inited_repo)
     assert path_of(moved) == before
     assert (before / 'checkpoint-1').is_dir()
+    # The manifest follows the worktree to its new place (and keeps its history).
+    manifest = json.loads((before / C.MANIFEST_NAME).read_text())
+    assert manifest['worktree'] == os.fspath(moved) and manifest['created'] == created
+    assert manifest['branch'] == 'exp1'
     # The inventory follows the move: the entry is alive, at its new path.
     wt = current_worktree(moved)
     entries = {e.scratch_dir: e for e in scratch_entries(before.parent, wt.common_dir)}
