@@ -24,7 +24,9 @@ def recording_python(tmp: Path) -> tuple[Path, Path]:
     """A python wrapper that logs every call, to see when the hook starts Python."""
     log = tmp / 'python-calls.log'
     wrapper = tmp / 'recording-python'
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.write_text(  # one log line per call, whatever newlines the arguments hold
+        f'#!/bin/sh\nprintf "%s " "$@" | tr "\\n" " " >> "{log}"\necho >> "{log}"\n'
+        f'exec "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
     return wrapper, log
 
@@ -58,8 +60,9 @@ def test_branch_switch_starts_no_python(inited_repo, hermetic):
     git('checkout', '-q', 'HEAD~0', '--', 'README', cwd=inited_repo)  # a file checkout
     assert calls(log) == []
     add_worktree(inited_repo, hermetic.tmp / 'exp1')
-    assert calls(log) == [f'-m git_ckpt _hook post-checkout {C.NULL_SHA1} '
-                          f'{git("rev-parse", "HEAD", cwd=inited_repo).stdout.strip()} 1']
+    head = git('rev-parse', 'HEAD', cwd=inited_repo).stdout.strip()
+    assert len(calls(log)) == 1
+    assert calls(log)[0].endswith(f' post-checkout {C.NULL_SHA1} {head} 1 ')
     assert scratch_path(hermetic.tmp / 'exp1').is_dir()
     git('switch', '-q', '-c', 'exp1-b', cwd=hermetic.tmp / 'exp1')
     assert len(calls(log)) == 1
@@ -73,7 +76,7 @@ def test_sha256_repository(hermetic):
     git('switch', '-q', '-c', 'other', cwd=repo)
     assert calls(log) == []
     exp1 = add_worktree(repo, hermetic.tmp / 'exp1')
-    assert calls(log)[0].split()[4] == C.NULL_SHA256
+    assert calls(log)[0].split()[-3] == C.NULL_SHA256 and len(calls(log)) == 1
     assert scratch_path(exp1).is_dir()
     assert (scratch_path(exp1) / C.MANIFEST_NAME).is_file()
 
@@ -262,6 +265,18 @@ def test_hook_falls_back_to_path_when_the_install_python_is_gone(repo, hermetic,
     ckpt('init', cwd=repo)
     install_with(repo, hermetic.tmp / 'deleted-venv' / 'bin' / 'python')
     proc = git('worktree', 'add', hermetic.tmp / 'exp1', cwd=repo)  # git-ckpt is on PATH
+    assert 'scratch dir for exp1' in proc.stderr
+    assert scratch_path(hermetic.tmp / 'exp1').is_dir()
+
+
+def test_hook_falls_back_to_path_when_the_install_python_lost_git_ckpt(repo, hermetic):
+    # The venv is still there but git-ckpt was uninstalled from it.
+    ckpt('init', cwd=repo)
+    bare_venv = hermetic.tmp / 'other-venv'
+    run([sys.executable, '-m', 'venv', '--without-pip', bare_venv])
+    install_with(repo, bare_venv / 'bin' / 'python')
+    proc = git('worktree', 'add', hermetic.tmp / 'exp1', cwd=repo)  # git-ckpt is on PATH
+    assert 'No module named' not in proc.stderr
     assert 'scratch dir for exp1' in proc.stderr
     assert scratch_path(hermetic.tmp / 'exp1').is_dir()
 
