@@ -85,15 +85,19 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
         first = (proc.stderr.strip().splitlines() or ['unknown error'])[0]
         raise GitCkptError(f'git rev-parse failed in {where}: {first}', 'check the repository')
     lines = proc.stdout.split('\n')
-    is_bare = lines[0] == 'true'
-    top = Path(lines[3]) if not is_bare and len(lines) > 3 and lines[3] else None
-    return RepoPaths(top, Path(lines[1]), Path(lines[2]), is_bare)
+    if len(lines) != 5:  # "bare, git dir, common dir, top" + the final newline
+        # A path holding a newline: ask for each value on its own.
+        return RepoPaths(_one_path('--show-toplevel', cwd), *_git_dirs(cwd), False)
+    return RepoPaths(Path(lines[3]), Path(lines[1]), Path(lines[2]), lines[0] == 'true')
+
+
+def _one_path(option: str, cwd: str | os.PathLike[str] | None) -> Path:
+    out = run_git('rev-parse', '--path-format=absolute', option, cwd=cwd).stdout
+    return Path(out[:-1] if out.endswith('\n') else out)
 
 
 def _git_dirs(cwd: str | os.PathLike[str] | None) -> tuple[Path, Path]:
-    proc = run_git('rev-parse', '--path-format=absolute', '--git-dir', '--git-common-dir', cwd=cwd)
-    git_dir, common_dir = proc.stdout.split('\n')[:2]
-    return Path(git_dir), Path(common_dir)
+    return _one_path('--git-dir', cwd), _one_path('--git-common-dir', cwd)
 
 
 def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:

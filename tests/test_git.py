@@ -97,3 +97,12 @@ def test_sha256_repo_paths(hermetic):
     repo = make_repo(hermetic.tmp / 'sha', object_format='sha256')
     assert G.repo_paths(repo).top == repo
     assert len(G.worktree_list(repo)[0].head) == 64
+
+
+def test_repo_paths_with_a_newline_in_the_path(hermetic):
+    repo = make_repo(hermetic.tmp / 'odd\nname')
+    exp = hermetic.tmp / 'wt\nx'
+    git('worktree', 'add', '-q', '-b', 'wt', exp, cwd=repo)
+    assert G.repo_paths(repo) == G.RepoPaths(repo, repo / '.git', repo / '.git', False)
+    linked = G.repo_paths(exp)
+    assert linked.top == exp and linked.common_dir == repo / '.git'

@@ -103,6 +103,7 @@ def test_checkout_never_fails_when_the_root_is_a_file(inited_repo, hermetic, mon
 @pytest.mark.parametrize('parent,name', [
     ('my projects', 'exp one'),
     ('prøjects ü', 'éxp-ñ 日本'),
+    ('new\nline', 'exp\ttab\nnl'),  # control characters become _ in dir names
 ])
 def test_paths_with_spaces_and_non_ascii(hermetic, parent, name):
     repo = make_repo(hermetic.tmp / parent / 'the repo')
@@ -110,7 +111,8 @@ def test_paths_with_spaces_and_non_ascii(hermetic, parent, name):
     wt = add_worktree(repo, hermetic.tmp / parent / name, '-b', 'exp')
     d = scratch_path(wt)
     assert d.is_dir()
-    assert d.name.startswith(f'{name}-') and d.parent.name.startswith('the repo-')
+    readable = ''.join('_' if ord(ch) < 32 else ch for ch in name)
+    assert d.name.startswith(f'{readable}-') and d.parent.name.startswith('the repo-')
     manifest = json.loads((d / C.MANIFEST_NAME).read_text(encoding='utf-8'))
     assert manifest['worktree'] == os.fspath(wt)
     out = ckpt('path', cwd=wt / '.').stdout
