@@ -314,7 +314,7 @@ def test_pre_commit_framework_hooks_are_not_overwritten(repo, hermetic):
     assert C.PRE_COMMIT_CONFIG in proc.stdout
     assert '-m git_ckpt _hook post-checkout' in proc.stdout
     assert 'stages: [post-checkout]' in proc.stdout
-    assert 'pre-commit install' in proc.stdout
+    assert 'pre-commit install --hook-type post-checkout' in proc.stdout
     # The other set-up still happened.
     assert scratch_path(repo).is_dir()
 
@@ -360,3 +360,21 @@ def test_a_failing_extra_step_does_not_stop_the_others(inited_repo, hermetic, mo
     monkeypatch.chdir(exp1)
     assert hook_entry.main(['post-checkout', C.NULL_SHA1, 'x', '1']) == 0
     assert seen == [scratch_path(exp1)] and seen[0].is_dir()
+
+
+def test_the_printed_pre_commit_snippet_works_with_the_framework(repo, hermetic):
+    """Follow the printed instructions with the real pre-commit framework."""
+    pytest.importorskip('pre_commit')
+    from git_ckpt.commands.install import pre_commit_snippet
+    (repo / C.PRE_COMMIT_CONFIG).write_text('repos:\n' + pre_commit_snippet())
+    git('add', C.PRE_COMMIT_CONFIG, cwd=repo)
+    git('commit', '-q', '-m', 'pre-commit config', cwd=repo)
+    ckpt('init', cwd=repo)
+    git('add', '.gitignore', cwd=repo)
+    git('commit', '-q', '-m', 'ignore', cwd=repo)
+    run([sys.executable, '-m', 'pre_commit', 'install', '--hook-type', 'post-checkout'], cwd=repo)
+    assert C.HOOK_MARKER not in (repo / '.git' / 'hooks' / 'post-checkout').read_text()
+    git('switch', '-q', '-c', 'other', cwd=repo)  # a switch: the framework runs us, we do nothing
+    exp1 = add_worktree(repo, hermetic.tmp / 'exp1')
+    assert scratch_path(exp1).is_dir()  # only the framework's hook can have made it
+    assert (scratch_path(exp1) / C.MANIFEST_NAME).is_file()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,19 +15,20 @@ from git_ckpt.settings import load_settings, validate_name
 
 
 def pre_commit_snippet() -> str:
-    """What to add to .pre-commit-config.yaml when the framework owns the hooks."""
+    """The entry to add to .pre-commit-config.yaml when the framework owns the
+    hooks (under `repos:`).  Without args the hook reads the framework's
+    PRE_COMMIT_FROM_REF, so branch switches still do nothing."""
+    entry = f'{shlex.quote(sys.executable)} -m git_ckpt _hook post-checkout'
     return (
-        'repos:\n'
         '  - repo: local\n'
         '    hooks:\n'
         '      - id: git-ckpt-post-checkout\n'
         '        name: git-ckpt scratch dir\n'
-        f'        entry: {sys.executable} -m git_ckpt _hook post-checkout\n'
+        f'        entry: {entry}\n'
         '        language: system\n'
         '        stages: [post-checkout]\n'
         '        always_run: true\n'
         '        pass_filenames: false\n'
-        'then: pre-commit install -t pre-commit -t post-checkout'
     )
 
 
@@ -83,7 +85,8 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
 
     if hooks.uses_pre_commit_framework(wt):
         info(f'{C.PRE_COMMIT_CONFIG} found: the pre-commit framework owns the hook scripts; '
-             'add this to it instead:\n' + pre_commit_snippet())
+             'add this under its "repos:" instead:\n' + pre_commit_snippet()
+             + 'then run: pre-commit install --hook-type post-checkout')
     else:
         for result in hooks.install_all(wt):
             info(f'hook {result.name}: {result.action} ({result.path})')
