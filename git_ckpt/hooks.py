@@ -97,13 +97,16 @@ def install_hook(directory: Path, name: str, python: str = sys.executable) -> Ho
 def uninstall_hook(directory: Path, name: str) -> HookResult:
     target = directory / name
     chained = directory / f'{name}{C.CHAINED_SUFFIX}'
-    if not (target.exists() or target.is_symlink()) or not is_ours(target):
-        return HookResult(name, target, 'absent')
-    target.unlink()
+    present = target.exists() or target.is_symlink()
+    if present and not is_ours(target):
+        return HookResult(name, target, 'absent')  # someone else's hook: not ours to touch
+    if present:
+        target.unlink()
     if chained.exists() or chained.is_symlink():
+        # Also when ours was deleted by hand: the displaced hook goes back.
         os.rename(chained, target)
         return HookResult(name, target, 'restored')
-    return HookResult(name, target, 'removed')
+    return HookResult(name, target, 'removed' if present else 'absent')
 
 
 def install_all(worktree: Worktree, python: str = sys.executable) -> list[HookResult]:

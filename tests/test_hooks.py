@@ -378,3 +378,19 @@ def test_the_printed_pre_commit_snippet_works_with_the_framework(repo, hermetic)
     exp1 = add_worktree(repo, hermetic.tmp / 'exp1')
     assert scratch_path(exp1).is_dir()  # only the framework's hook can have made it
     assert (scratch_path(exp1) / C.MANIFEST_NAME).is_file()
+
+
+def test_uninstall_restores_the_foreign_hook_even_if_ours_was_deleted(repo, hermetic):
+    hook = foreign_hook(repo, 0, hermetic.tmp / 'foreign.log')
+    original = hook.read_bytes()
+    ckpt('init', cwd=repo)
+    hook.unlink()  # the user removed our hook by hand
+    assert 'hook post-checkout: restored' in ckpt('uninstall', cwd=repo).stdout
+    assert hook.read_bytes() == original
+
+
+def test_uninstall_leaves_a_hook_that_replaced_ours_alone(inited_repo, hermetic):
+    hook = foreign_hook(inited_repo, 0, hermetic.tmp / 'foreign.log')  # overwrote ours
+    original = hook.read_bytes()
+    assert 'hook post-checkout: absent' in ckpt('uninstall', cwd=inited_repo).stdout
+    assert hook.read_bytes() == original
