@@ -196,12 +196,12 @@ def test_man_page_is_found_after_a_plain_pip_install(hermetic):
         pytest.skip('man is not installed')
     venv = hermetic.tmp / 'fresh venv'
     run([sys.executable, '-m', 'venv', '--system-site-packages', venv])
-    pip = [venv / 'bin' / 'python', '-m', 'pip', 'install', '-q', '--no-deps']
+    pip = [venv / 'bin' / 'python', '-m', 'pip', 'install', '-q']
     try:
         import hatchling  # noqa: F401
-        pip.append('--no-build-isolation')
+        pip += ['--no-deps', '--no-build-isolation']  # offline: everything is at hand
     except ImportError:
-        pass  # pip fetches the build backend
+        pass  # a normal install: pip fetches the build backend
     src = hermetic.tmp / 'src'
     shutil.copytree(REPO_ROOT, src, ignore=shutil.ignore_patterns('.git', '.venv', '__pycache__', '*.egg-info'))
     run([*pip, src], timeout=600)
