@@ -5,6 +5,7 @@ pay for click, GitPython or rich.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from git_ckpt import constants as C
@@ -16,6 +17,9 @@ def post_checkout(args: list[str]) -> int:
 
     Never fails the checkout: any problem is one warning line and exit 0.
     """
+    if not args and os.environ.get('PRE_COMMIT_FROM_REF'):
+        # The pre-commit framework passes git's arguments in its environment.
+        args = [os.environ['PRE_COMMIT_FROM_REF']]
     if args and args[0] not in (C.NULL_SHA1, C.NULL_SHA256):
         return 0  # a branch switch; the shim normally filters these already
     try:

@@ -28,13 +28,16 @@ def cli() -> None:
 @ROOT_OPTION
 @click.option('--global', 'global_', is_flag=True, help='Store --root in the global git config.')
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
-def init(cli_root: str | None, global_: bool, name: str | None) -> int:
+@click.option('--pre-commit-config', 'pre_commit_config', is_flag=True,
+              help='Add the git-ckpt hooks to .pre-commit-config.yaml (pre-commit framework) '
+                   'instead of installing git hooks.')
+def init(cli_root: str | None, global_: bool, name: str | None, pre_commit_config: bool) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
     Idempotent: running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
-    return run(cli_root=cli_root, global_=global_, name=name)
+    return run(cli_root=cli_root, global_=global_, name=name, pre_commit_config=pre_commit_config)
 
 
 @cli.command(context_settings=CONTEXT)
