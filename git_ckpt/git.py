@@ -93,12 +93,12 @@ def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str,
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
+    # With --null, --show-scope writes the scope as its own NUL-terminated
+    # field: 'local\0ckpt.key\nvalue\0'.
+    fields = proc.stdout.split('\0')
     out = []
-    for record in proc.stdout.split('\0'):
-        if not record:
-            continue
-        scope, _, rest = record.partition('\t')
-        key, _, value = rest.partition('\n')
+    for scope, record in zip(fields[0::2], fields[1::2]):
+        key, _, value = record.partition('\n')
         out.append((scope, key.lower(), value))
     return out
 

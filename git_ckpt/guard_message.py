@@ -142,6 +142,8 @@ def render(offences, policy, *, framework: bool = False) -> str:
     lines += ['', 'Keep them out of the commit (the files stay on disk), and ignore them:',
               '  git rm -r --cached -- ' + ' '.join(shlex.quote(t) for t in targets)]
     lines += [f'  echo {shlex.quote(line)} >> .gitignore' for line in ignores]
+    lines.append('  (if git rm refuses because the staged content differs from both the file and HEAD, '
+                 'add -f: with --cached only the index entry goes)')
     lines += ['', 'Or, if they belong in the repository, allow them (a reviewable setting; '
               '* crosses /, a pattern without / matches the file name):']
     if framework:
