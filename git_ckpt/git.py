@@ -228,6 +228,29 @@ def object_sizes(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, i
     return sizes
 
 
+def in_background(fn, *args, **kwargs):
+    """Run fn (a git call) in a thread; returns the function that waits for its
+    result (or re-raises its error).  Lets independent git processes overlap."""
+    import threading
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result['value'] = fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result['error'] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        if 'error' in result:
+            raise result['error']
+        return result['value']
+    return wait
+
+
 def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, bytes]:
     """Content of a few (small) objects, with one `cat-file --batch`."""
     oids = list(dict.fromkeys(oids))
