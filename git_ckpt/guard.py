@@ -256,7 +256,12 @@ def run(argv: list[str], cwd: str | None = None) -> int:
     if not offences:
         return 0
     from git_ckpt.guard_message import render
-    print(render(offences, policy, framework=args.filenames is not None), file=sys.stderr)
+    try:
+        gitignore = (top / '.gitignore').read_text(encoding='utf-8', errors='surrogateescape')
+    except OSError:
+        gitignore = ''
+    print(render(offences, policy, framework=args.filenames is not None, gitignore=gitignore),
+          file=sys.stderr)
     return 1
 
 

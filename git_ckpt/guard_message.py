@@ -125,7 +125,9 @@ def _ignore_line(group: Group) -> str:
     return group.ignore
 
 
-def render(offences, policy, *, framework: bool = False) -> str:
+def render(offences, policy, *, framework: bool = False, gitignore: str = '') -> str:
+    """The whole message; `gitignore` is the top-level .gitignore's text, so
+    lines already there are not suggested again."""
     groups = group_offences(offences)
     shown, hidden = groups[:MAX_GROUPS_SHOWN], groups[MAX_GROUPS_SHOWN:]
     n = len(offences)
@@ -137,11 +139,16 @@ def render(offences, policy, *, framework: bool = False) -> str:
         lines.append(f'  ... and {len(hidden)} more groups (git diff --cached --name-only lists them)')
 
     targets = [pathspec(t) for g in shown for t in _rm_targets(g)]
-    ignores = list(dict.fromkeys(_ignore_line(g) for g in shown))
+    present = set(gitignore.splitlines())
+    wanted = list(dict.fromkeys(_ignore_line(g) for g in shown))
+    ignores = [line for line in wanted if line not in present]
     allows = list(dict.fromkeys(_allow_pattern(g) for g in shown))
     lines += ['', 'Keep them out of the commit (the files stay on disk), and ignore them:',
               '  git rm -r --cached -- ' + ' '.join(shlex.quote(t) for t in targets)]
     lines += [f'  echo {shlex.quote(line)} >> .gitignore' for line in ignores]
+    if len(ignores) < len(wanted):
+        already = ' '.join(line for line in wanted if line in present)
+        lines.append(f'  (.gitignore already has {already}: those files were added with git add -f)')
     lines.append('  (if git rm refuses because the staged content differs from both the file and HEAD, '
                  'add -f: with --cached only the index entry goes)')
     lines += ['', 'Or, if they belong in the repository, allow them (a reviewable setting; '

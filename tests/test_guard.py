@@ -63,7 +63,8 @@ def fix_commands(message: str) -> str:
     """The `git rm` and `echo` lines of a message, as one shell script."""
     block = message.split('Keep them out of the commit')[1].split('\n', 1)[1]
     block = block.split('\n\nOr, if they belong')[0]
-    return block.split('\n  (if git rm refuses')[0]   # the note after the commands
+    # Drop the notes after the commands.
+    return re.split(r'\n  \((?:\.gitignore already|if git rm refuses)', block)[0]
 
 
 # --- native hook: what is blocked -------------------------------------------------
@@ -114,7 +115,9 @@ def test_checkpoint_dir_is_one_line_and_fix_commands_work(inited_repo):
     message = assert_blocked(commit(repo), repo, before, 'out/checkpoint-500/ (12 files')
     assert message.count('checkpoint-500') == 3   # the group line, git rm, allow; nothing per file
     assert "git rm -r --cached -- out/checkpoint-500/" in message
-    assert "echo 'checkpoint-*/' >> .gitignore" in message
+    # init's ignore block has the line already: said, not suggested again.
+    assert "echo 'checkpoint-*/'" not in message
+    assert '(.gitignore already has checkpoint-*/: those files were added with git add -f)' in message
     assert "git config --add ckpt.allow 'out/checkpoint-500/*'" in message
     run(['sh', '-c', fix_commands(message)], cwd=repo)
     assert_committed(commit(repo), repo, before)
