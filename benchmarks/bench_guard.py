@@ -8,7 +8,10 @@ Rows:
   given the same 5,000+ filenames (target: at least 2x faster, i.e. <= 0.5x),
   although the guard also checks names, symlinks and the scratch root;
 - the guard given those filenames (as the pre-commit framework calls it) vs the
-  same baseline.
+  same baseline;
+- informational: the one `git cat-file --batch-check` that reads the staged
+  blobs' sizes, alone: the floor that reading staged (not working-tree) sizes
+  puts under the guard.
 """
 from __future__ import annotations
 
@@ -77,6 +80,13 @@ def rows(quick: bool) -> list[Row]:
         bare = _runner([sys.executable, '-c', 'pass'], repo, env, expect=0)
         large_files = _runner([sys.executable, '-m', 'pre_commit_hooks.check_added_large_files',
                                '--maxkb=500', *files], repo, env, expect=0)
+        oids = subprocess.run(('git', 'ls-files', '-s'), cwd=repo, env=env, check=True,
+                              capture_output=True, text=True).stdout
+        oids = ''.join(line.split()[1] + '\n' for line in oids.splitlines())
+
+        def cat_file():
+            subprocess.run(('git', 'cat-file', '--batch-check'), cwd=repo, env=env, input=oids,
+                           text=True, check=True, stdout=subprocess.DEVNULL)
         note = f'{N_FILES} staged files + {len(CHECKPOINT_FILES)} in out/checkpoint-500'
         out = []
         s, b = compare(native, bare, repeats=repeats)
@@ -87,4 +97,7 @@ def rows(quick: bool) -> list[Row]:
         s, b = compare(framework, large_files, repeats=repeats)
         out.append(Row('guard: given the filenames (pre-commit framework) vs check-added-large-files',
                        s, b, target=0.5, note='same filenames on both command lines'))
+        s, b = compare(cat_file, bare, repeats=repeats)
+        out.append(Row('floor: git cat-file --batch-check of the staged blobs alone vs python -c pass',
+                       s, b, note='loose objects, as after git add; informational'))
         return out
