@@ -523,17 +523,20 @@ def fw_repo(hermetic, framework_source, monkeypatch):
     monkeypatch.setenv('PRE_COMMIT_HOME', os.fspath(pre_commit_home))
     repo = hermetic.tmp / 'projects' / 'fw'
     git('init', '-q', repo)
-    write(repo / '.pre-commit-config.yaml', f"""\
-repos:
-  - repo: {clone}
-    rev: {sha}
-    hooks:
-      - id: git-ckpt-guard
-        args: [--allow, 'tests/fixtures/*.safetensors']
-      - id: git-ckpt-post-checkout
-""")
+    # The config as `git ckpt init --pre-commit-config` writes it, pointed at
+    # the clone of this checkout, with the commented-out args line switched on.
+    ckpt('init', '--pre-commit-config', cwd=repo)
+    config = repo / '.pre-commit-config.yaml'
+    text = config.read_text()
+    text = text.replace('https://github.com/git-ckpt/git-ckpt', os.fspath(clone))
+    text = re.sub(r'rev: v\S+', f'rev: {sha}', text)
+    text = text.replace("# args: [--allow, 'tests/fixtures/*.safetensors']",
+                        "args: [--allow, 'tests/fixtures/*.safetensors']")
+    config.write_text(text)
     git('add', '.pre-commit-config.yaml', cwd=repo)
-    run([sys.executable, '-m', 'pre_commit', 'install', '-t', 'pre-commit', '-t', 'post-checkout'], cwd=repo)
+    # Plain `install`: default_install_hook_types (added by init) brings post-checkout.
+    run([sys.executable, '-m', 'pre_commit', 'install'], cwd=repo)
+    assert (repo / '.git/hooks/post-checkout').is_file()
     proc = commit(repo, message='config')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return repo
@@ -602,3 +605,49 @@ def test_framework_post_checkout_creates_scratch_for_new_worktree(fw_repo, herme
     git('worktree', 'add', '-q', '-b', 'exp', wt, cwd=fw_repo)
     scratch = scratch_path(wt)
     assert scratch.is_dir() and (scratch / '.git-ckpt.json').is_file()
+
+
+# --- pure functions: sizes and config layouts -----------------------------------------
+
+@pytest.mark.parametrize('text, expected', [
+    ('10M', 10 * 1024 ** 2), ('500k', 500 * 1024), ('2048', 2048), ('1.5G', 3 * 1024 ** 3 // 2),
+    ('10MB', 10 * 1024 ** 2), ('10MiB', 10 * 1024 ** 2), (' 7 k ', 7 * 1024), ('0', 0),
+])
+def test_parse_size(text, expected):
+    from git_ckpt.guard import parse_size
+    assert parse_size(text, 'ckpt.maxFileSize') == expected
+
+
+@pytest.mark.parametrize('text', ['', '-1', '10X', 'M', '1e6', '10 M B'])
+def test_parse_size_rejects(text):
+    from git_ckpt.errors import GitCkptError
+    from git_ckpt.guard import parse_size
+    with pytest.raises(GitCkptError, match='is not a size'):
+        parse_size(text, 'ckpt.maxFileSize')
+
+
+@pytest.mark.parametrize('text', [
+    '',
+    'repos: []\n',
+    '# only a comment\n',
+    'repos:\n- repo: local\n  hooks:\n  - id: x\n    name: x\n    entry: x\n    language: system\nfail_fast: true\n',
+    'minimum_pre_commit_version: 3.2.0\nrepos:\n    -   repo: local\n        hooks:\n        -   id: y\n'
+    '            name: y\n            entry: y\n            language: system\n',
+    'default_install_hook_types: [pre-commit]\nrepos:\n  - repo: meta\n    hooks:\n      - id: identity\n'
+    '  # trailing comment in the list\n',
+])
+def test_add_entry_layouts(text):
+    yaml = pytest.importorskip('yaml')
+    from git_ckpt.precommit_config import add_entry
+    new = add_entry(text)
+    assert add_entry(new) == new
+    data = yaml.safe_load(new)
+    ours = [r for r in data['repos'] if r['repo'] == 'https://github.com/git-ckpt/git-ckpt']
+    assert len(ours) == 1 and [h['id'] for h in ours[0]['hooks']] == ['git-ckpt-guard',
+                                                                      'git-ckpt-post-checkout']
+    old = yaml.safe_load(text) or {}
+    assert data['repos'][:len(old.get('repos') or [])] == (old.get('repos') or [])
+    for key, value in old.items():
+        if key != 'repos':
+            assert data[key] == value
+    assert 'default_install_hook_types' in data
