@@ -469,6 +469,11 @@ def test_init_prints_the_manifest_snippet(repo):
         assert f'- id: {hook_id}' in out
 
 
+def test_manifest_is_valid_for_pre_commit():
+    pytest.importorskip('pre_commit')
+    run([sys.executable, '-m', 'pre_commit', 'validate-manifest', PROJECT / '.pre-commit-hooks.yaml'])
+
+
 def test_init_pre_commit_config_edits_the_file_once(repo):
     yaml = pytest.importorskip('yaml')
     config = write(repo / '.pre-commit-config.yaml', CONFIG_WITH_COMMENTS)
