@@ -260,8 +260,11 @@ def run(argv: list[str], cwd: str | None = None) -> int:
         gitignore = (top / '.gitignore').read_text(encoding='utf-8', errors='surrogateescape')
     except OSError:
         gitignore = ''
-    print(render(offences, policy, framework=args.filenames is not None, gitignore=gitignore),
-          file=sys.stderr)
+    message = render(offences, policy, framework=args.filenames is not None, gitignore=gitignore)
+    # Bytes out as git gave them: a non-UTF-8 name in a command must paste back as itself.
+    sys.stderr.flush()
+    sys.stderr.buffer.write(message.encode('utf-8', 'surrogateescape') + b'\n')
+    sys.stderr.buffer.flush()
     return 1
 
 
@@ -271,6 +274,9 @@ def main(argv: list[str]) -> int:
         return run(argv)
     except GitCkptError as exc:
         print(f'git-ckpt: error: {exc}', file=sys.stderr)
+    except KeyboardInterrupt:
+        print('git-ckpt: interrupted', file=sys.stderr)
+        return 130
     except Exception as exc:
         print(f'git-ckpt: internal error in the commit guard: {exc!r}; '
               'commit without the guard with git commit --no-verify, and report it', file=sys.stderr)

@@ -60,7 +60,13 @@ def display(path: str) -> str:
     """A path on one line: control characters shown as escapes, like git does."""
     if path.isprintable():
         return path
-    return ''.join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in path)
+    return ''.join(ch if ch.isprintable() else _escape(ch) for ch in path)
+
+
+def _escape(ch: str) -> str:
+    if 0xdc80 <= ord(ch) <= 0xdcff:   # a non-UTF-8 byte, surrogate-escaped
+        return f'\\x{ord(ch) - 0xdc00:02x}'
+    return repr(ch)[1:-1]
 
 
 def _one_line(pattern: str) -> str:

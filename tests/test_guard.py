@@ -338,6 +338,20 @@ def test_odd_paths_and_fix_commands_run_as_printed(inited_repo, rel, shown):
     assert rel not in status.split('\0')[0:] and not any(rel in s for s in status.split('\0'))
 
 
+def test_non_utf8_names_paste_back_as_themselves(inited_repo):
+    repo = inited_repo
+    name = os.fsdecode(b'caf\xe9')           # latin-1 bytes, not UTF-8
+    stage(repo, f'{name}/weights.safetensors')
+    stage(repo, 'keep.txt', 'keep\n')
+    before = head(repo)
+    proc = git('commit', '-q', '-m', 'x', cwd=repo, check=False,
+               encoding='utf-8', errors='surrogateescape')
+    message = assert_blocked(proc, repo, before, 'caf\\xe9/weights.safetensors (2B)')
+    assert f"git rm -r --cached -- '{name}/weights.safetensors'" in message
+    run(['sh', '-c', fix_commands(message)], cwd=repo)
+    assert_committed(commit(repo), repo, before)
+
+
 def test_thousands_of_staged_files(inited_repo):
     repo = inited_repo
     for i in range(3200):
