@@ -348,7 +348,7 @@ def test_non_utf8_names_paste_back_as_themselves(inited_repo):
                encoding='utf-8', errors='surrogateescape')
     message = assert_blocked(proc, repo, before, 'caf\\xe9/weights.safetensors (2B)')
     assert f"git rm -r --cached -- '{name}/weights.safetensors'" in message
-    run(['sh', '-c', fix_commands(message)], cwd=repo)
+    run(['sh', '-c', fix_commands(message)], cwd=repo, encoding='utf-8', errors='surrogateescape')
     assert_committed(commit(repo), repo, before)
 
 
