@@ -187,9 +187,11 @@ def scratch_roots(settings, top: Path) -> tuple[tuple[str, ...], str | None]:
     return roots, None
 
 
-def load_policy(top: Path, extra_allow: list[str], max_size_arg: str | None) -> Policy:
+def load_policy(top: Path, extra_allow: list[str], max_size_arg: str | None,
+                config: list[tuple[str, str, str]] | None = None) -> Policy:
+    """`config`: git.config_get_all()'s result when already read."""
     from git_ckpt.settings import Settings
-    settings = Settings(tuple(git.config_get_all(top)))
+    settings = Settings(tuple(git.config_get_all(top) if config is None else config))
     if max_size_arg is not None:
         max_size = parse_size(max_size_arg, '--max-file-size')
     else:
@@ -244,13 +246,15 @@ def entries_for(top: Path, filenames: list[str] | None) -> list[git.IndexEntry]:
 def run(argv: list[str], cwd: str | None = None) -> int:
     """The guard; 0 when the commit may go ahead, 1 when blocked."""
     args = parse_args(argv)
-    # The staged diff needs neither the top nor the config: start it first.
+    # The staged diff and the config need not wait for the top: all three
+    # git processes run at once.
     wait_staged = git.in_background(git.staged_changes, cwd) if args.filenames is None else None
+    wait_config = git.in_background(git.config_get_all, cwd)
     paths = git.repo_paths(cwd)
     if paths.top is None:
         return 0  # a bare repository has nothing staged
     top = paths.top
-    policy = load_policy(top, args.allow, args.max_size)
+    policy = load_policy(top, args.allow, args.max_size, config=wait_config())
     entries = wait_staged() if wait_staged else entries_for(top, args.filenames)
     offences = check(entries, policy, top)
     if not offences:
