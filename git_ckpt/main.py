@@ -29,7 +29,10 @@ def cli() -> None:
 @click.option('--global', 'global_', is_flag=True,
               help='Record --root in the global git config instead (for all your repositories).')
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
-def init(cli_root: str | None, global_: bool, name: str | None) -> int:
+@click.option('--pre-commit-config', 'pre_commit_config', is_flag=True,
+              help='Add the git-ckpt hooks to .pre-commit-config.yaml (pre-commit framework) '
+                   'instead of installing git hooks.')
+def init(cli_root: str | None, global_: bool, name: str | None, pre_commit_config: bool) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
     Records the root (with --root), installs the post-checkout hook into the
@@ -38,7 +41,7 @@ def init(cli_root: str | None, global_: bool, name: str | None) -> int:
     running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
-    return run(cli_root=cli_root, global_=global_, name=name)
+    return run(cli_root=cli_root, global_=global_, name=name, pre_commit_config=pre_commit_config)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 
 from git_ckpt import constants as C
@@ -15,21 +13,9 @@ from git_ckpt.settings import load_settings, validate_name
 
 
 def pre_commit_snippet() -> str:
-    """The entry to add to .pre-commit-config.yaml when the framework owns the
-    hooks (under `repos:`).  Without args the hook reads the framework's
-    PRE_COMMIT_FROM_REF, so branch switches still do nothing."""
-    entry = f'{shlex.quote(sys.executable)} -m git_ckpt _hook post-checkout'
-    return (
-        '  - repo: local\n'
-        '    hooks:\n'
-        '      - id: git-ckpt-post-checkout\n'
-        '        name: git-ckpt scratch dir\n'
-        f'        entry: {entry}\n'
-        '        language: system\n'
-        '        stages: [post-checkout]\n'
-        '        always_run: true\n'
-        '        pass_filenames: false\n'
-    )
+    """What to add to .pre-commit-config.yaml when the framework owns the hooks."""
+    from git_ckpt.precommit_config import snippet
+    return snippet()
 
 
 def _store_root(wt: worktree.Worktree, root: str, global_: bool) -> Path:
@@ -63,7 +49,8 @@ def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
     info(f'moved {old_dir} -> {new_dir}')
 
 
-def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
+def init(*, cli_root: str | None, global_: bool, name: str | None,
+         pre_commit_config: bool = False) -> int:
     wt = worktree.current_worktree()
     if global_ and not cli_root:
         raise GitCkptError('--global needs --root', 'e.g. git ckpt init --global --root /scratch/$USER')
@@ -83,10 +70,12 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         for shadow in _shadowing_root(settings, global_):
             warn(f'{shadow} overrides the ckpt.root just recorded; unset it to use {location.root_real}')
 
-    if hooks.uses_pre_commit_framework(wt):
+    if pre_commit_config:
+        _add_to_pre_commit_config(wt)
+    elif hooks.uses_pre_commit_framework(wt):
         info(f'{C.PRE_COMMIT_CONFIG} found: the pre-commit framework owns the hook scripts; '
-             'add this under its "repos:" instead:\n' + pre_commit_snippet()
-             + 'then run: pre-commit install --hook-type post-checkout')
+             'add this under its "repos:" instead (or rerun with --pre-commit-config):\n'
+             + pre_commit_snippet())
     else:
         for result in hooks.install_all(wt):
             info(f'hook {result.name}: {result.action} ({result.path})')
@@ -103,6 +92,17 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
     info(f'this worktree\'s scratch dir: {location.scratch_dir}')
     return 0
+
+
+def _add_to_pre_commit_config(wt: worktree.Worktree) -> None:
+    """`init --pre-commit-config`: our entry goes into the file; the framework
+    then owns the hook scripts, so no native hooks are installed."""
+    from git_ckpt import precommit_config
+    path = wt.top / C.PRE_COMMIT_CONFIG
+    if precommit_config.update_file(path):
+        info(f'added git-ckpt\'s hooks to {path}; now run: {precommit_config.install_command()}')
+    else:
+        info(f'{path} already has git-ckpt\'s hooks')
 
 
 def _shadowing_root(settings, global_: bool) -> list[str]:
