@@ -364,24 +364,6 @@ def test_a_failing_extra_step_does_not_stop_the_others(inited_repo, hermetic, mo
     assert seen == [scratch_path(exp1)] and seen[0].is_dir()
 
 
-def test_the_printed_pre_commit_snippet_works_with_the_framework(repo, hermetic):
-    """Follow the printed instructions with the real pre-commit framework."""
-    pytest.importorskip('pre_commit')
-    from git_ckpt.commands.install import pre_commit_snippet
-    (repo / C.PRE_COMMIT_CONFIG).write_text('repos:\n' + pre_commit_snippet())
-    git('add', C.PRE_COMMIT_CONFIG, cwd=repo)
-    git('commit', '-q', '-m', 'pre-commit config', cwd=repo)
-    ckpt('init', cwd=repo)
-    git('add', '.gitignore', cwd=repo)
-    git('commit', '-q', '-m', 'ignore', cwd=repo)
-    run([sys.executable, '-m', 'pre_commit', 'install', '--hook-type', 'post-checkout'], cwd=repo)
-    assert C.HOOK_MARKER not in (repo / '.git' / 'hooks' / 'post-checkout').read_text()
-    git('switch', '-q', '-c', 'other', cwd=repo)  # a switch: the framework runs us, we do nothing
-    exp1 = add_worktree(repo, hermetic.tmp / 'exp1')
-    assert scratch_path(exp1).is_dir()  # only the framework's hook can have made it
-    assert (scratch_path(exp1) / C.MANIFEST_NAME).is_file()
-
-
 def test_uninstall_restores_the_foreign_hook_even_if_ours_was_deleted(repo, hermetic):
     hook = foreign_hook(repo, 0, hermetic.tmp / 'foreign.log')
     original = hook.read_bytes()
