@@ -61,3 +61,12 @@ IGNORE_PATTERNS = (
 
 # Validation of a custom project name (`init --name`, `setup(project_name=)`).
 MAX_NAME_LEN = 100
+
+# --- archive, restore, remove, gc (issue 5) ---
+TRANSFER_MANIFEST_NAME = '.git-ckpt-archive.json'   # checksum manifest inside every archive
+TRANSFER_JOURNAL_NAME = '.git-ckpt-transfer.journal'  # files done so far, inside a .partial
+PARTIAL_SUFFIX = '.partial'                        # a transfer in progress (or killed)
+ARCHIVE_AREA = 'archive'                           # <root>/archive when ckpt.archiveDir is unset
+ARCHIVE_FORMATS = ('dir', 'tar.zst')
+ORPHAN_NOTICE_STAMP = 'orphan-notice'              # in STATE_DIR: when the notice last showed
+ORPHAN_NOTICE_INTERVAL = 24 * 3600                 # seconds between two notices
