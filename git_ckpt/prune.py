@@ -75,6 +75,8 @@ def plan(run_or_inventory: Run | ScratchInventory, keep: int, keep_best: bool = 
                            'nothing was deleted; prune only works on git-ckpt scratch dirs')
     now = time.time() if now is None else now
     result = PrunePlan(scratch_dir, keep, keep_best, grace_seconds)
+    if isinstance(run_or_inventory, ScratchInventory):
+        result.problems.extend(run_or_inventory.problems)  # what the scan could not judge
     for run in runs:
         _plan_run(run, result, now)
     return result
