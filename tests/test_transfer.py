@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from git_ckpt import transfer
+from git_ckpt.safe_delete import remove_tree
 from git_ckpt.errors import GitCkptError
 
 SHM = Path('/dev/shm')
@@ -42,7 +43,7 @@ def shm_dir(tmp_path):
     d = SHM / f'git-ckpt-test-{os.getpid()}-{tmp_path.name}'
     d.mkdir()
     yield d
-    transfer.remove_tree(d)
+    remove_tree(d)
 
 
 @pytest.fixture
@@ -188,6 +189,7 @@ def test_refuses_existing_destination_and_reserved_names(shm_dir, tmp_path):
 KILL_SCRIPT = '''
 import sys
 from git_ckpt import transfer
+from git_ckpt.safe_delete import remove_tree
 transfer.transfer(sys.argv[1], sys.argv[2], progress=False)
 '''
 
