@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_ckpt import constants as C
+from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, fsync_dir, hash_file,  # noqa: F401
+                                 read_manifest, verify, write_manifest)
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
 from git_ckpt.scratch import now_iso
 
-MANIFEST = C.TRANSFER_MANIFEST_NAME
 JOURNAL = C.TRANSFER_JOURNAL_NAME
 PARTIAL = C.PARTIAL_SUFFIX
 RESERVED = (MANIFEST, JOURNAL)
-BUF_SIZE = 4 << 20
 
 
 class Entry(NamedTuple):
@@ -48,14 +48,6 @@ class Entry(NamedTuple):
     inode: tuple[int, int] | None  # (dev, ino) of a file with several hard links
 
 
-class Problem(NamedTuple):
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f'{self.path} ({self.reason})'
-
-
 class Result(NamedTuple):
     dest: Path
     method: str          # 'rename' or 'copy'
@@ -65,9 +57,10 @@ class Result(NamedTuple):
     source_left: list[str]  # source paths not deleted (changed since the copy, or special files)
 
 
-def scan(src: Path) -> tuple[list[Entry], list[str]]:
+def scan(src: Path, skip: tuple[str, ...] = ()) -> tuple[list[Entry], list[str]]:
     """Every dir, file and symlink under src (never following links), and
-    the special files (fifos, sockets, devices) that cannot be archived."""
+    the special files (fifos, sockets, devices) that cannot be archived.
+    Top-level names in `skip` are left out."""
     entries: list[Entry] = []
     special: list[str] = []
 
@@ -76,6 +69,8 @@ def scan(src: Path) -> tuple[list[Entry], list[str]]:
             children = sorted(it, key=lambda e: e.name)
         for child in children:
             rel = f'{prefix}{child.name}'
+            if not prefix and child.name in skip:
+                continue
             st = child.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 entries.append(Entry(rel, 'dir', 0, stat.S_IMODE(st.st_mode), st.st_mtime_ns, None, None))
@@ -103,13 +98,16 @@ def same_filesystem(src: Path, dest_parent: Path) -> bool:
 
 def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
              delete_source: bool = False, allow_rename: bool = True,
-             progress: bool | None = None) -> Result:
+             progress: bool | None = None, meta: dict | None = None,
+             skip: tuple[str, ...] = ()) -> Result:
     """Move (rename) or copy-and-verify the tree `src` to `dest`.
 
     `dest` must not exist; its parent must.  A rename moves the source (there
     is no copy left to delete); a copy keeps the source unless
     `delete_source`.  `allow_rename=False` always copies (restore keeps its
-    archive).  Raises GitCkptError with the source intact on any failure.
+    archive).  `meta` is stored in the manifest as is; top-level names in
+    `skip` are not copied (a rename moves everything).  Raises GitCkptError
+    with the source intact on any failure.
     """
     src, dest = Path(src), Path(dest)
     if not src.is_dir() or src.is_symlink():
@@ -118,14 +116,14 @@ def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
         raise GitCkptError(f'{dest} already exists', 'archives are never overwritten; choose another name')
     if not dest.parent.is_dir():
         raise GitCkptError(f'{dest.parent} does not exist', 'create it first')
-    entries, special = scan(src)
+    entries, special = scan(src, skip)
     if allow_rename and same_filesystem(src, dest.parent) and not _partial(dest).exists():
         try:
-            return _rename(src, dest, entries, special)
+            return _rename(src, dest, entries, meta)
         except OSError as exc:
             if exc.errno != errno.EXDEV:  # a bind mount: same st_dev, still cross-device
                 raise _os_error(exc, dest)
-    return _copy(src, dest, entries, special, delete_source, progress)
+    return _copy(src, dest, entries, special, delete_source, progress, meta)
 
 
 def _partial(dest: Path) -> Path:
@@ -145,7 +143,7 @@ def _os_error(exc: OSError, dest: Path) -> GitCkptError:
 
 
 def _manifest(src: Path, method: str, entries: list[Entry], hashes: dict[str, str | None],
-              links: dict[str, str]) -> dict:
+              links: dict[str, str], meta: dict | None) -> dict:
     files = {}
     for e in entries:
         if e.kind == 'file':
@@ -161,38 +159,20 @@ def _manifest(src: Path, method: str, entries: list[Entry], hashes: dict[str, st
         'symlinks': {e.rel: e.target for e in entries if e.kind == 'link'},
         'dirs': [e.rel for e in entries if e.kind == 'dir'],
         'total_bytes': sum(e.size for e in entries if e.kind == 'file' and e.rel not in links),
+        'meta': meta or {},
     }
 
 
-def _write_manifest(directory: Path, data: dict) -> None:
-    tmp = directory / f'{MANIFEST}.tmp'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / MANIFEST)
-    _fsync_dir(directory)
-
-
-def _rename(src: Path, dest: Path, entries: list[Entry], special: list[str]) -> Result:
+def _rename(src: Path, dest: Path, entries: list[Entry], meta: dict | None) -> Result:
     # The manifest is computed first and written just after the rename; a
     # crash between the two leaves a tree that does not verify (never "good"),
     # with every byte still in it.
-    data = _manifest(src, 'rename', entries, {}, {})
+    data = _manifest(src, 'rename', entries, {}, {}, meta)
     os.rename(src, dest)
-    _write_manifest(dest, data)
-    _fsync_dir(dest.parent)
+    write_manifest(dest, data)
+    fsync_dir(dest.parent)
     files = [e for e in entries if e.kind == 'file']
     return Result(dest, 'rename', len(files), sum(e.size for e in files), 0, [])
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_journal(partial: Path, src: Path) -> dict[str, dict] | None:
@@ -226,7 +206,7 @@ def partial_source(partial: Path) -> str | None:
 
 
 def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
-          delete_source: bool, progress: bool | None) -> Result:
+          delete_source: bool, progress: bool | None, meta: dict | None) -> Result:
     partial = _partial(dest)
     src_real = Path(os.path.realpath(src))
     done = _read_journal(partial, src_real) if partial.exists() else None
@@ -246,12 +226,12 @@ def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
         _check_space(dest, needed)
         hashes, links, resumed = _copy_entries(src, partial, entries, done, progress)
         _finish_dirs(partial, entries)
-        manifest = _manifest(src, 'copy', entries, hashes, links)
-        _write_manifest(partial, manifest)
+        manifest = _manifest(src, 'copy', entries, hashes, links, meta)
+        write_manifest(partial, manifest)
         os.unlink(partial / JOURNAL)
-        _fsync_dir(partial)
+        fsync_dir(partial)
         os.rename(partial, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             remove_tree(partial)  # a copy that cannot finish; the source is untouched
@@ -315,7 +295,7 @@ def _copy_entries(src: Path, partial: Path, entries: list[Entry], done: dict,
                     continue
                 digest = copy_file(src / e.rel, target, hasher, bar.advance)
                 os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
-                bad = _check_file(target, digest, e.size)
+                bad = check_file(target, digest, e.size)
                 if bad:
                     raise GitCkptError(f'{target} does not match its source after copying ({bad})',
                                        'check the destination filesystem; the source is intact')
@@ -369,38 +349,6 @@ def copy_file(src: Path, dest: Path, hasher: ThreadPoolExecutor, advance) -> str
     return digest.hexdigest()
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    buf = bytearray(BUF_SIZE)
-    size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        while True:
-            n = os.readv(fd, [buf])
-            if not n:
-                break
-            digest.update(memoryview(buf)[:n])
-            size += n
-    finally:
-        os.close(fd)
-    return digest.hexdigest(), size
-
-
-def _check_file(path: Path, sha256: str | None, size: int) -> str | None:
-    """Why `path` does not match its manifest record, or None."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return 'missing'
-    if not stat.S_ISREG(st.st_mode):
-        return 'not a regular file'
-    if st.st_size != size:
-        return f'size {st.st_size}, expected {size}'
-    if sha256 is not None and hash_file(path)[0] != sha256:
-        return 'checksum mismatch'
-    return None
-
-
 def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
     """Modes and mtimes of files and dirs, deepest dirs first (writing into
     a dir changes its mtime), then fsync every dir."""
@@ -410,68 +358,7 @@ def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
     for e in reversed([e for e in entries if e.kind == 'dir']):
         os.chmod(partial / e.rel, e.mode | stat.S_IRWXU)
         os.utime(partial / e.rel, ns=(e.mtime_ns, e.mtime_ns))
-        _fsync_dir(partial / e.rel)
-
-
-def read_manifest(tree: Path) -> dict | None:
-    try:
-        with open(Path(tree) / MANIFEST, encoding='utf-8') as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get('complete') is not True or not isinstance(data.get('files'), dict):
-        return None
-    return data
-
-
-def verify(tree: str | os.PathLike[str]) -> list[Problem]:
-    """Every way `tree` differs from its manifest (empty: it is good).
-
-    A missing, incomplete or unreadable manifest is itself a problem: such a
-    tree is never reported good.  Files not in the manifest are problems too.
-    """
-    tree = Path(tree)
-    data = read_manifest(tree)
-    if data is None:
-        return [Problem(MANIFEST, 'missing or incomplete manifest: the archive was never finished')]
-    problems = []
-    seen: dict[tuple[int, int], str] = {}
-    for rel, record in sorted(data['files'].items()):
-        path = tree / rel
-        try:
-            st = os.lstat(path)
-            key = (st.st_dev, st.st_ino)
-        except OSError:
-            key = None
-        if key in seen and seen[key] == record.get('sha256'):
-            continue  # a hard link to a file already verified
-        reason = _check_file(path, record.get('sha256'), record.get('size', -1))
-        if reason:
-            problems.append(Problem(rel, reason))
-        elif key:
-            seen[key] = record.get('sha256')
-    for rel, target in sorted(data.get('symlinks', {}).items()):
-        try:
-            actual = os.readlink(tree / rel)
-        except OSError:
-            problems.append(Problem(rel, 'symlink missing'))
-            continue
-        if actual != target:
-            problems.append(Problem(rel, f'symlink points to {actual}, expected {target}'))
-    expected = set(data['files']) | set(data.get('symlinks', {})) | set(data.get('dirs', [])) | {MANIFEST}
-    for entry in _walk_names(tree):
-        if entry not in expected:
-            problems.append(Problem(entry, 'not in the manifest'))
-    return problems
-
-
-def _walk_names(tree: Path) -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(tree):
-        rel_dir = os.path.relpath(dirpath, tree)
-        prefix = '' if rel_dir == '.' else f'{rel_dir}/'
-        out += [f'{prefix}{n}' for n in dirnames + filenames]
-    return out
+        fsync_dir(partial / e.rel)
 
 
 def delete_verified(src: Path, dest: Path) -> list[str]:
