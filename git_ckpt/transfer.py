@@ -362,13 +362,19 @@ def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
 
 
 def delete_verified(src: Path, dest: Path) -> list[str]:
-    """Delete from `src` exactly what `dest`'s manifest vouches for: files
-    unchanged in size since the copy and the recorded symlinks; never
-    following links.  Returns the source paths left in place."""
+    """Delete from `src` exactly what `dest`'s manifest vouches for (see
+    delete_listed).  Returns the source paths left in place."""
     data = read_manifest(dest)
     if data is None:
         raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
-    files, symlinks = data['files'], data.get('symlinks', {})
+    return delete_listed(src, data)
+
+
+def delete_listed(src: Path, manifest: dict) -> list[str]:
+    """Delete the files of `src` a verified copy's manifest lists, unchanged
+    (same size and mtime) since they were copied, and its symlinks; never
+    following links.  Returns the source paths left in place."""
+    files, symlinks = manifest['files'], manifest.get('symlinks', {})
 
     def verified(rel: str, st: os.stat_result) -> bool:
         if stat.S_ISLNK(st.st_mode):
