@@ -40,6 +40,14 @@ def post_checkout(args: list[str]) -> int:
 # each takes the new worktree's Location.
 POST_CHECKOUT_EXTRAS: list = []
 
+
+def _orphan_notice(location) -> None:
+    from git_ckpt.notice import post_checkout
+    post_checkout(location)
+
+
+POST_CHECKOUT_EXTRAS.append(_orphan_notice)
+
 HOOKS = {
     'post-checkout': post_checkout,
 }

@@ -93,6 +93,11 @@ def scan(src: Path, skip: tuple[str, ...] = ()) -> tuple[list[Entry], list[str]]
 
 
 def same_filesystem(src: Path, dest_parent: Path) -> bool:
+    """Whether a rename from src into dest_parent can work (dest_parent may
+    not exist yet: its nearest existing ancestor decides)."""
+    dest_parent = Path(os.path.abspath(dest_parent))
+    while not dest_parent.exists() and dest_parent != dest_parent.parent:
+        dest_parent = dest_parent.parent
     return os.stat(src).st_dev == os.stat(dest_parent).st_dev
 
 
