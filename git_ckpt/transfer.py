@@ -223,12 +223,12 @@ def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
     files = [e for e in entries if e.kind == 'file']
     needed = sum(e.size for e in files if not _still_valid(done, e))
     try:
+        _check_space(dest, needed)  # before anything is written
         if done is None:
             os.mkdir(partial, 0o700)
             with open(partial / JOURNAL, 'w', encoding='utf-8') as f:
                 f.write(json.dumps({'source': os.fspath(src_real), 'started': now_iso()}) + '\n')
             done = {}
-        _check_space(dest, needed)
         hashes, links, resumed = _copy_entries(src, partial, entries, done, progress)
         _finish_dirs(partial, entries)
         manifest = _manifest(src, 'copy', entries, hashes, links, meta)
