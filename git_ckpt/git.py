@@ -43,7 +43,7 @@ def run_git(
     except FileNotFoundError:
         if cwd is not None and not os.path.isdir(cwd):
             raise GitCkptError(f'{cwd} does not exist', 'give the path of an existing worktree')
-        raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.31')
+        raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.36')
     except NotADirectoryError:
         raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
     if check and proc.returncode != 0:

@@ -10,6 +10,7 @@ import sys
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
+from git_ckpt.settings import quiet
 
 
 def post_checkout(args: list[str]) -> int:
@@ -30,17 +31,28 @@ def post_checkout(args: list[str]) -> int:
             return 0
         location = worktree.locate(wt)
         created = worktree.create_scratch_dir(location)
-        if location.root.warning:
-            print(f'git-ckpt: warning: {location.root.warning}', file=sys.stderr)
-        if created:
-            print(f'git-ckpt: scratch dir for {wt.top.name}: {location.scratch_dir}', file=sys.stderr)
-        for extra in POST_CHECKOUT_EXTRAS:
+        if not quiet():
+            if location.root.warning:
+                print(f'git-ckpt: warning: {location.root.warning}', file=sys.stderr)
+            if created:
+                print(f'git-ckpt: scratch dir for {wt.top.name}: {location.scratch_dir}', file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as exc:
+        _warn(exc)
+        return 0
+    for extra in POST_CHECKOUT_EXTRAS:
+        try:  # one failing step does not keep the others from running
             extra(location)
-    except GitCkptError as exc:
-        print(f'git-ckpt: warning: {exc} (checkout not affected)', file=sys.stderr)
-    except Exception as exc:  # never break a checkout over our bug
-        print(f'git-ckpt: warning: post-checkout failed: {exc!r} (checkout not affected)', file=sys.stderr)
+        except (Exception, KeyboardInterrupt) as exc:
+            _warn(exc)
     return 0
+
+
+def _warn(exc: BaseException) -> None:
+    """One line, never a traceback: the checkout itself has succeeded."""
+    if isinstance(exc, GitCkptError):
+        print(f'git-ckpt: warning: {exc} (checkout not affected)', file=sys.stderr)
+    else:  # our bug: still never break a checkout over it
+        print(f'git-ckpt: warning: post-checkout failed: {exc!r} (checkout not affected)', file=sys.stderr)
 
 
 # Steps later features add to post-checkout (worktree links, orphan notice);

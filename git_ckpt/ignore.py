@@ -16,7 +16,8 @@ def update_gitignore(top: Path, extra: tuple[str, ...] | list[str] = ()) -> bool
     Returns True when the file changed."""
     path = top / '.gitignore'
     try:
-        old = path.read_text(encoding='utf-8')
+        # Not every .gitignore is UTF-8: keep undecodable bytes as they are.
+        old = path.read_text(encoding='utf-8', errors='surrogateescape')
     except FileNotFoundError:
         old = ''
     lines = old.splitlines()
@@ -30,12 +31,13 @@ def update_gitignore(top: Path, extra: tuple[str, ...] | list[str] = ()) -> bool
     new = '\n'.join(new_lines) + '\n'
     if new == old:
         return False
-    path.write_text(new, encoding='utf-8')
+    path.write_text(new, encoding='utf-8', errors='surrogateescape')
     return True
 
 
 def has_block(top: Path) -> bool:
     try:
-        return C.IGNORE_BEGIN in (top / '.gitignore').read_text(encoding='utf-8').splitlines()
+        text = (top / '.gitignore').read_text(encoding='utf-8', errors='surrogateescape')
+        return C.IGNORE_BEGIN in text.splitlines()
     except OSError:
         return False

@@ -24,13 +24,18 @@ def cli() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@ROOT_OPTION
-@click.option('--global', 'global_', is_flag=True, help='Store --root in the global git config.')
+@click.option('--root', 'cli_root', metavar='DIR',
+              help="Scratch root to record as ckpt.root in this repository's git config.")
+@click.option('--global', 'global_', is_flag=True,
+              help='Record --root in the global git config instead (for all your repositories).')
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
 def init(cli_root: str | None, global_: bool, name: str | None) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
-    Idempotent: running it again changes nothing that is already right.
+    Records the root (with --root), installs the post-checkout hook into the
+    hooks dir shared by all worktrees, creates the scratch dir of every
+    existing worktree and keeps one marked block in .gitignore.  Idempotent:
+    running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
     return run(cli_root=cli_root, global_=global_, name=name)

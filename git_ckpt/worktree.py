@@ -13,7 +13,7 @@ Standard library only (the hooks import it).
 from __future__ import annotations
 
 import os
-import secrets
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +22,7 @@ from git_ckpt import git
 from git_ckpt.errors import GitCkptError
 from git_ckpt.scratch import (
     check_root, ensure_private_dir, ensure_standalone_dir, now_iso, read_json, write_json_atomic,
+    write_text_atomic,
 )
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
 
@@ -58,7 +59,7 @@ def _read_or_create_id_file(path: Path, make_value) -> str:
         pass
     except OSError as exc:
         raise GitCkptError(f'cannot read {path}: {exc.strerror}', 'check the permissions of the git dir')
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}')
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(4).hex()}')
     try:
         tmp.write_text(make_value() + '\n', encoding='utf-8')
         try:
@@ -76,7 +77,8 @@ def _read_or_create_id_file(path: Path, make_value) -> str:
 
 
 def _new_id() -> str:
-    return secrets.token_hex(C.ID_HEX_LEN // 2)
+    # os.urandom rather than `secrets`: same source, ~10 ms less import on the hook path.
+    return os.urandom(C.ID_HEX_LEN // 2).hex()
 
 
 def sanitize_component(name: str) -> str:
@@ -100,18 +102,77 @@ class RepoIdentity(NamedTuple):
 
 
 def repo_identity(common_dir: Path) -> RepoIdentity:
+    """The repository's id and name, from `<common dir>/ckpt-repo`:
+    "<id> <name>" on the first line, the common dir it was made in on the
+    second.  A copy (`cp -r proj proj2`) carries the file along; it is told
+    apart from a move by the original still being there, and gets a new id,
+    so the two repositories do not share scratch dirs."""
+    path = common_dir / C.REPO_ID_FILE
+
     def make() -> str:
-        return f'{_new_id()} {default_project_name(common_dir)}'
-    raw = _read_or_create_id_file(common_dir / C.REPO_ID_FILE, make)
-    repo_id, _, name = raw.partition(' ')
-    return RepoIdentity(repo_id, name or default_project_name(common_dir))
+        return f'{_new_id()} {default_project_name(common_dir)}\n{common_dir}'
+    raw = _read_or_create_id_file(path, make)
+    first, _, recorded = raw.partition('\n')
+    repo_id, _, name = first.partition(' ')
+    if not repo_id.isalnum():
+        raise GitCkptError(f'{path} is damaged (holds {first!r})',
+                           'delete it; the repository then gets a new project dir')
+    name = name or default_project_name(common_dir)
+    if recorded.strip() != os.fspath(common_dir):
+        repo_id = _rekey_if_copied(path, common_dir, Path(recorded.strip()), repo_id, name)
+    return RepoIdentity(repo_id, name)
+
+
+def _rekey_if_copied(path: Path, common_dir: Path, recorded: Path, repo_id: str, name: str) -> str:
+    """The id file was made in another directory: a copy gets a new id; a
+    move (or a file from before the path was recorded) just records the new
+    place.  Under a lock, so concurrent first calls in a copy agree."""
+    lock = common_dir / 'ckpt-repo.lock'
+    for _ in range(200):
+        try:
+            os.mkdir(lock)
+            break
+        except FileExistsError:
+            time.sleep(0.025)
+    else:
+        raise GitCkptError(f'{lock} is held for too long', 'remove it if no git-ckpt is running')
+    try:
+        current = path.read_text(encoding='utf-8').strip()
+        if current.partition('\n')[2].strip() == os.fspath(common_dir):
+            return current.partition(' ')[0]  # another process got here first
+        original = recorded / C.REPO_ID_FILE
+        copied = (
+            recorded.is_absolute() and recorded.is_dir()
+            and not os.path.samefile(recorded, common_dir)
+            and _first_word(original) == repo_id
+        )
+        if copied:
+            repo_id = _new_id()
+        write_text_atomic(path, f'{repo_id} {name}\n{common_dir}\n')
+        return repo_id
+    finally:
+        os.rmdir(lock)
+
+
+def _first_word(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding='utf-8').split(None, 1)[0]
+    except (OSError, IndexError):
+        return None
 
 
 def worktree_leaf(worktree: Worktree) -> str:
     """`<name>-<id>` for this worktree, fixed when first asked for."""
     def make() -> str:
         return f'{sanitize_component(worktree.top.name)}-{_new_id()}'
-    return _read_or_create_id_file(worktree.git_dir / C.WORKTREE_ID_FILE, make)
+    path = worktree.git_dir / C.WORKTREE_ID_FILE
+    leaf = _read_or_create_id_file(path, make)
+    # It becomes a path component under the root: never let a damaged file
+    # point elsewhere.
+    if not leaf or leaf in ('.', '..') or '/' in leaf or '\0' in leaf:
+        raise GitCkptError(f'{path} is damaged (holds {leaf!r})',
+                           'delete it; the worktree then gets a new scratch dir')
+    return leaf
 
 
 def read_worktree_leaf(git_dir: Path) -> str | None:

@@ -317,3 +317,29 @@ def test_hook_entry_reads_pre_commit_refs(inited_repo, hermetic, monkeypatch):
 def test_unknown_hook_name_is_one_line(inited_repo):
     proc = run([sys.executable, '-m', 'git_ckpt', '_hook', 'nope'], cwd=inited_repo, check=False)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+
+
+def test_quiet_hook_says_nothing_but_still_creates(inited_repo, hermetic, monkeypatch):
+    monkeypatch.setenv('GIT_CKPT_QUIET', '1')
+    proc = git('worktree', 'add', '-q', hermetic.tmp / 'exp1', cwd=inited_repo)
+    assert proc.stderr == ''
+    assert scratch_path(hermetic.tmp / 'exp1').is_dir()
+
+
+def test_a_failing_extra_step_does_not_stop_the_others(inited_repo, hermetic, monkeypatch):
+    """POST_CHECKOUT_EXTRAS: later features hook in here; one broken step is
+    one warning line and the next step still runs (in-process, real repo)."""
+    from git_ckpt import hook_entry
+    exp1 = add_worktree(inited_repo, hermetic.tmp / 'exp1', '--no-checkout')
+    seen = []
+
+    def broken(location):
+        raise RuntimeError('boom')
+
+    def recorder(location):
+        seen.append(location.scratch_dir)
+
+    monkeypatch.setattr(hook_entry, 'POST_CHECKOUT_EXTRAS', [broken, recorder])
+    monkeypatch.chdir(exp1)
+    assert hook_entry.main(['post-checkout', C.NULL_SHA1, 'x', '1']) == 0
+    assert seen == [scratch_path(exp1)] and seen[0].is_dir()

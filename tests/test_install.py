@@ -270,3 +270,34 @@ def test_uninstall_removes_hooks_and_keeps_the_rest(inited_repo, hermetic):
     assert not scratch_path(hermetic.tmp / 'exp1').exists()  # no hook any more
     ckpt('init', cwd=inited_repo)
     assert (inited_repo / '.git' / 'hooks' / 'post-checkout').is_file()
+
+
+def test_gitignore_that_is_not_utf8_is_kept_byte_for_byte(repo):
+    (repo / '.gitignore').write_bytes(b'caf\xe9/\n')  # latin-1
+    ckpt('init', cwd=repo)
+    data = (repo / '.gitignore').read_bytes()
+    assert data.startswith(b'caf\xe9/\n\n') and C.IGNORE_BEGIN.encode() in data
+    ckpt('init', cwd=repo)
+    assert (repo / '.gitignore').read_bytes() == data
+
+
+def test_init_root_is_used_now_and_an_overriding_env_is_named(repo, hermetic):
+    # GIT_CKPT_ROOT (set by the hermetic fixture) beats ckpt.root later on: say so.
+    mine = hermetic.tmp / 'mine'
+    mine.mkdir(mode=0o700)
+    proc = ckpt('init', '--root', mine, cwd=repo)
+    assert f'scratch root: {mine}  (--root)' in proc.stdout
+    assert any(p.name.startswith('proj-') for p in mine.iterdir())
+    warning, = proc.stderr.splitlines()
+    assert warning.startswith('git-ckpt: warning: GIT_CKPT_ROOT=') and 'unset it' in warning
+
+
+def test_init_global_root_shadowed_by_a_local_one_is_named(repo, hermetic, monkeypatch):
+    monkeypatch.delenv('GIT_CKPT_ROOT')
+    local, global_ = hermetic.tmp / 'local', hermetic.tmp / 'global'
+    local.mkdir(mode=0o700)
+    global_.mkdir(mode=0o700)
+    git('config', '--local', C.CONFIG_ROOT, local, cwd=repo)
+    proc = ckpt('init', '--global', '--root', global_, cwd=repo)
+    assert "in this repository's git config" in proc.stderr
+    assert scratch_path(repo).parent.parent == local  # later commands: local wins, as warned

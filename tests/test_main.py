@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN_DIR, assert_error, ckpt, git, make_repo, run
+from conftest import assert_error, ckpt, git, make_repo, run
 from git_ckpt import constants as C
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -72,10 +72,14 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         _store_name(wt, name, settings)
         settings = load_settings(wt.top)
 
-    location = worktree.locate(wt, settings=settings)
+    # With --root, set up under that root now, whatever overrides it later.
+    location = worktree.locate(wt, settings=settings, cli_root=cli_root)
     info(f'scratch root: {location.root_real}  ({location.root.source})')
     if location.root.warning:
         warn(location.root.warning)
+    if cli_root:
+        for shadow in _shadowing_root(settings, global_):
+            warn(f'{shadow} overrides the ckpt.root just recorded; unset it to use {location.root_real}')
 
     if hooks.uses_pre_commit_framework(wt):
         info(f'{C.PRE_COMMIT_CONFIG} found: the pre-commit framework owns the hook scripts; '
@@ -88,7 +92,7 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         if entry.bare or entry.prunable or not entry.path.is_dir():
             continue
         other = wt if entry.path == wt.top else worktree.current_worktree(entry.path)
-        other_location = worktree.locate(other, settings=settings)
+        other_location = worktree.locate(other, settings=settings, cli_root=cli_root)
         created = worktree.create_scratch_dir(other_location)
         info(f'{"created" if created else "exists "} {other_location.scratch_dir}  <- {other.top}')
 
@@ -96,6 +100,19 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
     info(f'this worktree\'s scratch dir: {location.scratch_dir}')
     return 0
+
+
+def _shadowing_root(settings, global_: bool) -> list[str]:
+    """What would keep later commands from using the root `init --root` just
+    recorded: GIT_CKPT_ROOT in this environment, or (for --global) a
+    repository-level ckpt.root."""
+    out = []
+    if os.environ.get(C.ENV_ROOT):
+        out.append(f'{C.ENV_ROOT}={os.environ[C.ENV_ROOT]} (set in your environment)')
+    configured = settings.get(C.CONFIG_ROOT)
+    if global_ and configured and configured[1] in ('local', 'worktree'):
+        out.append(f'{C.CONFIG_ROOT}={configured[0]} in this repository\'s git config')
+    return out
 
 
 def extra_ignore_patterns(settings) -> list[str]:
