@@ -56,9 +56,14 @@ def after_command(cwd: str | None = None) -> None:
     """Print the notice after a git-ckpt command; never fails the command."""
     try:
         from git_ckpt import worktree
+        from git_ckpt.settings import load_settings, resolve_root
         if os.environ.get(C.ENV_DIR):
             return  # a batch job without the repository
-        location = worktree.locate(worktree.current_worktree(cwd))
+        wt = worktree.current_worktree(cwd)
+        settings = load_settings(wt.top)
+        if not resolve_root(None, settings).path.is_dir():
+            return  # never create a root just to say there is nothing in it
+        location = worktree.locate(wt, settings=settings)
         line = orphan_notice(location, measure=True)
     except Exception:
         return

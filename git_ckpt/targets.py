@@ -60,12 +60,15 @@ def orphans(project_dir: Path, common_dir: Path) -> list[Orphan]:
             if e.is_orphan]
 
 
+def plural(n: int, word: str) -> str:
+    return f'{n} {word}{"" if n == 1 else "s"}'
+
+
 def summary(inv: inventory.ScratchInventory) -> str:
     """'3.2G, 4 checkpoints in 2 runs'."""
-    n = len(inv.checkpoints)
     runs = len([r for r in inv.runs if r.checkpoints])
-    text = f'{human_size(inv.size)}, {n} checkpoint{"" if n == 1 else "s"}'
-    return text + (f' in {runs} run{"" if runs == 1 else "s"}' if runs else '')
+    text = f'{human_size(inv.size)}, {plural(len(inv.checkpoints), "checkpoint")}'
+    return text + (f' in {plural(runs, "run")}' if runs else '')
 
 
 def describe_lines(inv: inventory.ScratchInventory) -> list[str]:
@@ -77,7 +80,7 @@ def describe_lines(inv: inventory.ScratchInventory) -> list[str]:
         rel = os.path.relpath(run.path, inv.scratch_dir)
         latest = run.latest.name if run.latest else '-'
         best = f', best {run.best.name}' if run.best else ''
-        lines.append(f'  {rel}: {len(run.checkpoints)} checkpoints, {human_size(run.size)}, '
+        lines.append(f'  {rel}: {plural(len(run.checkpoints), "checkpoint")}, {human_size(run.size)}, '
                      f'latest {latest}{best}')
     return lines
 

@@ -40,7 +40,7 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
     with scratch_lock(scratch_dir, 'archive'):
         result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta)
     resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
-    info(f'archived {src} -> {dest}  ({result.method}, {result.files} files, '
+    info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
          f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
     if result.source_left:
         warn(f'{len(result.source_left)} files changed after they were copied and were kept in {src}: '
