@@ -101,6 +101,9 @@ class Archived(NamedTuple):
 def make_archive(src: Path, dest: Path, *, fmt: str, delete_source: bool, meta: dict,
                  progress: bool | None = None) -> Archived:
     """Archive the tree `src` as `dest` (see choose_dest)."""
+    src_real, dest_real = os.path.realpath(src), os.path.realpath(dest.parent)
+    if dest_real == src_real or dest_real.startswith(src_real + os.sep):
+        raise GitCkptError(f'the archive dir {dest.parent} is inside {src}', 'archive to a dir outside it (--to DIR)')
     if fmt == 'tar.zst':
         from git_ckpt import tarzst
         result, manifest = tarzst.pack(src, dest, meta=meta, progress=progress)
@@ -182,7 +185,9 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
                            'nothing was restored; use --force to replace them, or restore into another worktree')
     staging = target / f'.git-ckpt-restore-{path.name}'
     if os.path.lexists(staging):
-        remove_tree(staging)
+        # An interrupted restore: on one filesystem its files may exist only there.
+        raise GitCkptError(f'an earlier restore of {path.name} was interrupted; its files are in {staging}',
+                           'move what you need out of it, delete it, then run restore again')
     if archive_format(path) == 'tar.zst':
         from git_ckpt import tarzst
         tarzst.unpack(path, staging, progress=progress)

@@ -278,3 +278,17 @@ def test_quickstart_ends_with_a_remove_that_archives(tmp_path):
     assert '$ git ckpt remove --archive ../exp1' in last_step
     assert '(rename, ' in last_step and f'exp1-{TODAY}\n    .git-ckpt-archive.json' in last_step
     assert 'checkpoint-500' in last_step
+
+
+def test_progress_bar_with_bytes_per_second_on_a_terminal(inited_repo, tmp_path):
+    from test_archive import SHM
+    wt, scratch = add_worktree(inited_repo, 'exp1')
+    fill(scratch, 'run2', steps=(1, 2), size=32 << 20)
+    dest = SHM / f'git-ckpt-progress-test-{os.getpid()}'
+    try:
+        code, out = run_in_pty(['git', 'ckpt', 'archive', '--to', dest], wt, [])
+        assert code == 0, out
+        assert 'copying to exp1-' in out and '/s' in out   # rich's TransferSpeedColumn
+        assert transfer.verify(dest / f'exp1-{TODAY}') == []
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
