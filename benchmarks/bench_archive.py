@@ -114,7 +114,16 @@ def _cross_fs_rows(base: Path, quick: bool) -> list[Row]:
                                         repeats=3 if quick else 5, setup=clean, env=env, cwd=wt)
             clean()
             rows.append(Row(f'cross-fs archive {size // MiB} MiB, {label}: vs cp -a', subject, baseline,
-                            target=1.5, note='copy + sha256 + re-read verify + fsync'))
+                            target=1.5, note='git ckpt archive: copy + sha256 + read-back verify + fsync'))
+            if label.startswith('/tmp'):
+                # The engine alone, without the CLI's startup (python, click, git calls).
+                from git_ckpt import transfer
+                subject, baseline = compare(lambda: transfer.transfer(scratch, dest, progress=False),
+                                            ['cp', '-a', os.fspath(scratch), os.fspath(copy)],
+                                            repeats=3 if quick else 5, setup=clean)
+                clean()
+                rows.append(Row(f'transfer.transfer() {size // MiB} MiB, {label}: vs cp -a', subject,
+                                baseline, target=1.5, note='in-process, same work as above'))
             shutil.rmtree(tmp)
     finally:
         shutil.rmtree(shm_base, ignore_errors=True)
