@@ -5,6 +5,7 @@ pay for click, GitPython or rich.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from git_ckpt import constants as C
@@ -16,11 +17,17 @@ def post_checkout(args: list[str]) -> int:
 
     Never fails the checkout: any problem is one warning line and exit 0.
     """
-    if args and args[0] not in (C.NULL_SHA1, C.NULL_SHA256):
+    # The pre-commit framework passes the refs in its environment, not as args.
+    previous = args[0] if args else os.environ.get('PRE_COMMIT_FROM_REF', '')
+    if previous not in (C.NULL_SHA1, C.NULL_SHA256):
         return 0  # a branch switch; the shim normally filters these already
     try:
         from git_ckpt import worktree
         wt = worktree.current_worktree()
+        if not (wt.common_dir / C.REPO_ID_FILE).is_file():
+            # Not a repository `git ckpt init` set up (e.g. a clone under a
+            # global core.hooksPath that holds our hook): leave it alone.
+            return 0
         location = worktree.locate(wt)
         created = worktree.create_scratch_dir(location)
         if location.root.warning:

@@ -103,6 +103,23 @@ def ensure_private_dir(root: Path, relative: Path | str, *, create: bool = True)
     return current
 
 
+def ensure_standalone_dir(path: Path) -> Path:
+    """Create (or check) a directory named outside any root (GIT_CKPT_DIR).
+
+    The existing ancestors are taken as they are (the user chose them); the
+    components we create are 0700, and the directory itself must end up a real
+    directory of ours, not a symlink or someone else's pre-created dir.
+    """
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if existing == path:
+        check_owned_dir(path)
+        return path
+    return ensure_private_dir(existing, path.relative_to(existing))
+
+
 def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
     st = os.lstat(path) if st is None else st
     if stat.S_ISLNK(st.st_mode):

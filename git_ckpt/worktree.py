@@ -20,7 +20,9 @@ from typing import NamedTuple
 from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
-from git_ckpt.scratch import check_root, ensure_private_dir, now_iso, read_json, write_json_atomic
+from git_ckpt.scratch import (
+    check_root, ensure_private_dir, ensure_standalone_dir, now_iso, read_json, write_json_atomic,
+)
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
 
 
@@ -163,11 +165,20 @@ def locate(
         settings: Settings | None = None,
         cli_root: str | None = None,
         project_name: str | None = None,
+        create_root: bool = True,
 ) -> Location:
-    """Compute (without creating) where this worktree's scratch dir lives."""
+    """Compute (without creating) where this worktree's scratch dir lives.
+
+    The worktree's identity is fixed here (so a later create gives the same
+    path); only the fallback root is created, and not when create_root=False.
+    """
     settings = load_settings(worktree.top) if settings is None else settings
     root = resolve_root(cli_root, settings)
-    root_real = check_root(root.path, create_fallback=root.warning is not None)
+    is_fallback = root.warning is not None
+    if is_fallback and not create_root and not os.path.lexists(root.path):
+        root_real = root.path
+    else:
+        root_real = check_root(root.path, create_fallback=is_fallback and create_root)
     identity = repo_identity(worktree.common_dir)
     project_dir = root_real / project_dir_name(identity, settings, project_name)
     return Location(root, root_real, project_dir, project_dir / worktree_leaf(worktree), worktree)
@@ -226,7 +237,8 @@ def scratch_dir_for(
         settings: Settings | None = None,
 ) -> Path:
     """The scratch dir of `worktree`, created (0700, with manifest) unless create=False."""
-    location = locate(worktree, settings=settings, cli_root=cli_root, project_name=project_name)
+    location = locate(worktree, settings=settings, cli_root=cli_root, project_name=project_name,
+                      create_root=create)
     if create:
         create_scratch_dir(location)
     return location.scratch_dir
@@ -244,7 +256,7 @@ def resolve_scratch_dir(
     from_env = dir_from_env()
     if from_env is not None:
         if create:
-            os.makedirs(from_env, mode=C.DIR_MODE, exist_ok=True)
+            ensure_standalone_dir(from_env)
         return from_env
     return scratch_dir_for(current_worktree(cwd), create=create, cli_root=cli_root,
                            project_name=project_name)

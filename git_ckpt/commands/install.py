@@ -9,7 +9,7 @@ from git_ckpt import constants as C
 from git_ckpt import git, hooks, ignore, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import info, warn
-from git_ckpt.scratch import check_root
+from git_ckpt.scratch import check_root, iter_managed_dirs, write_json_atomic
 from git_ckpt.settings import load_settings, validate_name
 
 
@@ -47,9 +47,18 @@ def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
         old_dir = None
     git.config_set(C.CONFIG_NAME, name, cwd=wt.top)
     new_dir = worktree.locate(wt).project_dir
-    if old_dir and old_dir != new_dir and old_dir.is_dir() and not new_dir.exists():
-        os.rename(old_dir, new_dir)
-        info(f'moved {old_dir} -> {new_dir}')
+    if not old_dir or old_dir == new_dir or not old_dir.is_dir() or old_dir.is_symlink():
+        return
+    if os.path.lexists(new_dir):
+        warn(f'{new_dir} already exists, so {old_dir} was not moved into it; '
+             'move what you need by hand')
+        return
+    os.rename(old_dir, new_dir)
+    # Keep the manifests truthful about the project dir they sit in.
+    for scratch_dir, manifest in iter_managed_dirs(new_dir):
+        if manifest.get('project') != new_dir.name:
+            write_json_atomic(scratch_dir / C.MANIFEST_NAME, {**manifest, 'project': new_dir.name})
+    info(f'moved {old_dir} -> {new_dir}')
 
 
 def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
