@@ -358,6 +358,8 @@ class _Scanner:
                 self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
                                        'links': links, 'complete': ckpt.complete,
                                        'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
+        if ckpt.state_error:  # reported on every scan, cached or not
+            self.problems.append(f'{path}: {ckpt.state_error}')
         self.newest = max(self.newest, ckpt.mtime)
         linked = sum(b for _, _, b in links)
         return ckpt, ckpt.size - linked + self._add_links(links)
@@ -386,8 +388,6 @@ class _Scanner:
         complete = has_state if kind == 'hf' else bool(tree.top_names)
         error = '; '.join(tree.errors) or None
         self.problems.extend(tree.errors)
-        if state_error:
-            self.problems.append(f'{path}: {state_error}')
         ckpt = Checkpoint(path, name, step, tree.size, tree.mtime, complete, in_progress, kind,
                           error, state_error, best, top.st_ino)
         cacheable = complete and not in_progress and error is None
