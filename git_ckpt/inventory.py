@@ -15,6 +15,7 @@ Standard library only.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -25,6 +26,7 @@ from pathlib import Path
 from git_ckpt import constants as C
 from git_ckpt.inventory_cache import SizeCache
 
+S_ISDIR = stat.S_ISDIR
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -102,47 +104,55 @@ class _Tree:
 
 def _measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: _Tree,
              seen: set[tuple[int, int]]) -> None:
-    """Add the tree at dir_fd to `tree`; hard links deduplicated through `seen`."""
+    """Add the tree at dir_fd to `tree`; hard links deduplicated through `seen`.
+    The hot loop of a cold scan: one fstatat per entry, nothing else."""
     tree.dirs.append([rel, st_dir.st_ino, st_dir.st_mtime_ns, st_dir.st_ctime_ns])
-    tree.size += st_dir.st_blocks * 512
-    tree.mtime = max(tree.mtime, st_dir.st_mtime)
+    size = st_dir.st_blocks * 512
+    newest = max(tree.mtime, st_dir.st_mtime)
     try:
         with os.scandir(dir_fd) as it:
             entries = list(it)
     except OSError as exc:
         tree.errors.append(f'cannot read {path}: {exc.strerror}')
+        tree.size += size
+        tree.mtime = newest
         return
     if rel == '.':
         tree.top_names = [e.name for e in entries]
+    subdirs = []
     for entry in entries:
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            if exc.errno != 2:  # vanished meanwhile: nothing to count
+            if exc.errno != errno.ENOENT:  # vanished meanwhile: nothing to count
                 tree.errors.append(f'cannot stat {path}/{entry.name}: {exc.strerror}')
             continue
-        tree.mtime = max(tree.mtime, st.st_mtime)
-        if stat.S_ISDIR(st.st_mode):
-            sub = entry.name if rel == '.' else f'{rel}/{entry.name}'
-            try:
-                fd = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as exc:
-                tree.size += st.st_blocks * 512
-                tree.errors.append(f'cannot read {path}/{entry.name}: {exc.strerror}')
-                continue
-            try:
-                _measure(fd, f'{path}/{entry.name}', sub, st, tree, seen)
-            finally:
-                os.close(fd)
-            continue
-        blocks = st.st_blocks * 512
-        if st.st_nlink > 1:
+        if st.st_mtime > newest:
+            newest = st.st_mtime
+        if S_ISDIR(st.st_mode):
+            subdirs.append((entry.name, st))
+        elif st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            tree.links.append([st.st_dev, st.st_ino, blocks])
-        tree.size += blocks
+            if key not in seen:
+                seen.add(key)
+                tree.links.append([st.st_dev, st.st_ino, st.st_blocks * 512])
+                size += st.st_blocks * 512
+        else:
+            size += st.st_blocks * 512
+    tree.size += size
+    tree.mtime = newest
+    for name, st in subdirs:
+        sub = name if rel == '.' else f'{rel}/{name}'
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            tree.size += st.st_blocks * 512
+            tree.errors.append(f'cannot read {path}/{name}: {exc.strerror}')
+            continue
+        try:
+            _measure(fd, f'{path}/{name}', sub, st, tree, seen)
+        finally:
+            os.close(fd)
 
 
 def dir_size(path: str | os.PathLike[str]) -> int:
@@ -202,6 +212,7 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
 class _Scanner:
     def __init__(self, scratch_dir: Path, cache: SizeCache | None) -> None:
         self.scratch_dir = scratch_dir
+        self.prefix = f'{os.fspath(scratch_dir).rstrip("/")}/'
         self.cache = cache
         self.seen: set[tuple[int, int]] = set()
         self.problems: list[str] = []
@@ -344,7 +355,7 @@ class _Scanner:
             if exc.errno != 2:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
             return None, 0
-        rel = os.path.relpath(path, self.scratch_dir)
+        rel = os.fspath(path)[len(self.prefix):]  # path is under the scratch dir by construction
         cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
         if cached is not None:
             ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
