@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from git_ckpt import constants as C
+from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
+from git_ckpt.disk_usage import Tree, dir_size, measure  # noqa: F401  (dir_size is part of this API)
 from git_ckpt.inventory_cache import SizeCache
 
-S_ISDIR = stat.S_ISDIR
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -87,87 +87,6 @@ class ScratchInventory:
         if any(c.in_progress for c in self.checkpoints):
             return True
         return any(not c.complete and now - c.mtime < grace for c in self.checkpoints)
-
-
-class _Tree:
-    """The measurement of one directory tree (walked by fd)."""
-    __slots__ = ('size', 'mtime', 'links', 'dirs', 'top_names', 'errors')
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.mtime = 0.0
-        self.links: list[list[int]] = []   # [dev, ino, bytes] of files with st_nlink > 1
-        self.dirs: list[list] = []         # [rel, ino, mtime_ns, ctime_ns], parents first
-        self.top_names: list[str] = []
-        self.errors: list[str] = []
-
-
-def _measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: _Tree,
-             seen: set[tuple[int, int]]) -> None:
-    """Add the tree at dir_fd to `tree`; hard links deduplicated through `seen`.
-    The hot loop of a cold scan: one fstatat per entry, nothing else."""
-    tree.dirs.append([rel, st_dir.st_ino, st_dir.st_mtime_ns, st_dir.st_ctime_ns])
-    size = st_dir.st_blocks * 512
-    newest = max(tree.mtime, st_dir.st_mtime)
-    try:
-        with os.scandir(dir_fd) as it:
-            entries = list(it)
-    except OSError as exc:
-        tree.errors.append(f'cannot read {path}: {exc.strerror}')
-        tree.size += size
-        tree.mtime = newest
-        return
-    if rel == '.':
-        tree.top_names = [e.name for e in entries]
-    subdirs = []
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:  # vanished meanwhile: nothing to count
-                tree.errors.append(f'cannot stat {path}/{entry.name}: {exc.strerror}')
-            continue
-        if st.st_mtime > newest:
-            newest = st.st_mtime
-        if S_ISDIR(st.st_mode):
-            subdirs.append((entry.name, st))
-        elif st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key not in seen:
-                seen.add(key)
-                tree.links.append([st.st_dev, st.st_ino, st.st_blocks * 512])
-                size += st.st_blocks * 512
-        else:
-            size += st.st_blocks * 512
-    tree.size += size
-    tree.mtime = newest
-    for name, st in subdirs:
-        sub = name if rel == '.' else f'{rel}/{name}'
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except OSError as exc:
-            tree.size += st.st_blocks * 512
-            tree.errors.append(f'cannot read {path}/{name}: {exc.strerror}')
-            continue
-        try:
-            _measure(fd, f'{path}/{name}', sub, st, tree, seen)
-        finally:
-            os.close(fd)
-
-
-def dir_size(path: str | os.PathLike[str]) -> int:
-    """Bytes allocated under `path` (like `du -s -B1`): hard links once, symlinks
-    never followed (a symlink counts as itself).  Unreadable parts are skipped."""
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        return st.st_blocks * 512
-    fd = os.open(path, _DIR_FLAGS)
-    tree = _Tree()
-    try:
-        _measure(fd, os.fspath(path), '.', os.fstat(fd), tree, set())
-    finally:
-        os.close(fd)
-    return tree.size
 
 
 def parse_checkpoint_name(name: str) -> tuple[str, int | None] | None:
@@ -259,7 +178,7 @@ class _Scanner:
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            if exc.errno != 2:
+            if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path / entry.name}: {exc.strerror}')
             return 0
         self.newest = max(self.newest, st.st_mtime)
@@ -352,7 +271,7 @@ class _Scanner:
         try:
             top = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno != 2:
+            if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
             return None, 0
         rel = os.fspath(path)[len(self.prefix):]  # path is under the scratch dir by construction
@@ -376,7 +295,7 @@ class _Scanner:
         return ckpt, ckpt.size - linked + self._add_links(links)
 
     def _measure_checkpoint(self, parent_fd, path, name, step, in_progress, kind, top):
-        tree = _Tree()
+        tree = Tree()
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
@@ -386,7 +305,7 @@ class _Scanner:
             fd = None
         if fd is not None:
             try:
-                _measure(fd, os.fspath(path), '.', top, tree, set())
+                measure(fd, os.fspath(path), '.', top, tree, set())
             finally:
                 os.close(fd)
         state_error = best = None
@@ -436,7 +355,7 @@ def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInv
         return inv
     except OSError as exc:
         inv.exists = os.path.lexists(scratch_dir)
-        why = 'is a symlink or not a directory' if exc.errno in (20, 40) else exc.strerror
+        why = 'is a symlink or not a directory' if exc.errno in (errno.ENOTDIR, errno.ELOOP) else exc.strerror
         inv.problems.append(f'cannot read {scratch_dir}: {why}')
         return inv
     if cache is None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import (HOUR_AGO, add_worktree, assert_error, ckpt, git, make_checkpoint, make_repo,
