@@ -128,6 +128,9 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
     return state, None
 
 
+SCAN_THREADS = 4  # parallel walkers for uncached checkpoints (network filesystems)
+
+
 class _Scanner:
     def __init__(self, scratch_dir: Path, cache: SizeCache | None) -> None:
         self.scratch_dir = scratch_dir
@@ -137,6 +140,8 @@ class _Scanner:
         self.problems: list[str] = []
         self.runs: list[Run] = []
         self.newest = 0.0
+        self.threads = SCAN_THREADS
+        self.pool = None
 
     def _add_links(self, links: list[list[int]]) -> int:
         """Bytes of hard-linked files not counted yet anywhere in this scan."""
@@ -199,6 +204,7 @@ class _Scanner:
     def _hf_checkpoints(self, dir_fd: int, path: Path, entries: list[os.DirEntry], run: Run) -> int:
         """Measure the HF checkpoint dirs among `entries` into `run`; returns new bytes."""
         size = 0
+        specs = []
         for entry in entries:
             try:
                 parsed = parse_checkpoint_name(entry.name)
@@ -213,10 +219,10 @@ class _Scanner:
             if not entry.is_dir(follow_symlinks=False):
                 continue
             kind, step = parsed
-            ckpt, new_bytes = self._checkpoint(dir_fd, path, entry.name, step, kind == 'tmp', 'hf')
-            if ckpt is not None:
-                run.checkpoints.append(ckpt)
-                size += new_bytes
+            specs.append((entry.name, step, kind == 'tmp', 'hf'))
+        for ckpt, new_bytes in self._checkpoints(dir_fd, path, specs):
+            run.checkpoints.append(ckpt)
+            size += new_bytes
         return size
 
     def _is_art_dir(self, dir_fd: int) -> bool:
@@ -247,16 +253,17 @@ class _Scanner:
             size = st.st_blocks * 512
             with os.scandir(fd) as it:
                 entries = list(it)
+            specs = []
             for entry in entries:
                 if entry.name.isascii() and entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
-                    ckpt, new_bytes = self._checkpoint(fd, cdir, entry.name, int(entry.name), False, 'art')
-                    if ckpt is not None:
-                        run.checkpoints.append(ckpt)
-                        size += new_bytes
+                    specs.append((entry.name, int(entry.name), False, 'art'))
                     continue
                 if entry.is_symlink() and entry.name.isdigit():
                     self.problems.append(f'{cdir / entry.name} is a symlink; not followed, not a checkpoint')
                 size += self._walk_entry(fd, cdir, entry)
+            for ckpt, new_bytes in self._checkpoints(fd, cdir, specs):
+                run.checkpoints.append(ckpt)
+                size += new_bytes
             return size
         except OSError as exc:
             self.problems.append(f'cannot read {cdir}: {exc.strerror}')
@@ -264,35 +271,52 @@ class _Scanner:
         finally:
             os.close(fd)
 
-    def _checkpoint(self, parent_fd: int, parent: Path, name: str, step: int | None,
-                    in_progress: bool, kind: str) -> tuple[Checkpoint | None, int]:
-        """Measure one checkpoint (from the cache when its key holds); (ckpt, new bytes)."""
+    def _checkpoints(self, parent_fd: int, parent: Path,
+                     specs: list[tuple[str, int | None, bool, str]]) -> list[tuple[Checkpoint, int]]:
+        """Measure checkpoints (name, step, in_progress, kind) of one parent dir;
+        [(checkpoint, new bytes)].  Uncached trees are walked in parallel: on
+        Lustre/GPFS each stat is a round trip, and stat releases the GIL."""
+        if len(specs) > 1 and self.threads > 1:
+            if self.pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix='git-ckpt-scan')
+            measured = list(self.pool.map(lambda spec: self._measure_one(parent_fd, parent, *spec), specs))
+        else:
+            measured = [self._measure_one(parent_fd, parent, *spec) for spec in specs]
+        return [(ckpt, self._account(ckpt, links)) for ckpt, links in measured if ckpt is not None]
+
+    def _account(self, ckpt: Checkpoint, links: list) -> int:
+        """Bytes of `ckpt` not counted yet in this scan (main thread only)."""
+        if ckpt.state_error:  # reported on every scan, cached or not
+            self.problems.append(f'{ckpt.path}: {ckpt.state_error}')
+        self.newest = max(self.newest, ckpt.mtime)
+        linked = sum(b for _, _, b in links)
+        return ckpt.size - linked + self._add_links(links)
+
+    def _measure_one(self, parent_fd: int, parent: Path, name: str, step: int | None,
+                     in_progress: bool, kind: str) -> tuple[Checkpoint | None, list]:
+        """One checkpoint, from the cache when its key holds; (ckpt, hard links)."""
         path = parent / name
         try:
             top = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
-            return None, 0
+            return None, []
         rel = os.fspath(path)[len(self.prefix):]  # path is under the scratch dir by construction
         cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
         if cached is not None:
             ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
                               in_progress, kind, None, cached.get('state_error'), cached.get('best'),
                               top.st_ino)
-            links = cached['links']
-        else:
-            ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, name, step,
-                                                                    in_progress, kind, top)
-            if cacheable and self.cache is not None:
-                self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
-                                       'links': links, 'complete': ckpt.complete,
-                                       'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
-        if ckpt.state_error:  # reported on every scan, cached or not
-            self.problems.append(f'{path}: {ckpt.state_error}')
-        self.newest = max(self.newest, ckpt.mtime)
-        linked = sum(b for _, _, b in links)
-        return ckpt, ckpt.size - linked + self._add_links(links)
+            return ckpt, cached['links']
+        ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, name, step,
+                                                                in_progress, kind, top)
+        if cacheable and self.cache is not None:
+            self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
+                                   'links': links, 'complete': ckpt.complete,
+                                   'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
+        return ckpt, links
 
     def _measure_checkpoint(self, parent_fd, path, name, step, in_progress, kind, top):
         tree = Tree()
@@ -361,10 +385,14 @@ def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInv
     if cache is None:
         cache = SizeCache.for_scratch_dir(scratch_dir)
     scanner = _Scanner(scratch_dir, cache or None)
+    if scanner.cache is not None:
+        scanner.cache.load()  # before any worker thread looks things up
     try:
         inv.size = scanner.walk(fd, scratch_dir, os.fstat(fd))
     finally:
         os.close(fd)
+        if scanner.pool is not None:
+            scanner.pool.shutdown()
     if scanner.cache is not None:
         scanner.cache.save()
     inv.runs = sorted(scanner.runs, key=lambda r: os.fspath(r.path))
