@@ -347,3 +347,42 @@ def test_progress_is_silent_without_a_tty(exp1, shm_dest):
     proc = ckpt('archive', '--to', shm_dest, cwd=wt)
     assert proc.stderr == ''
     assert sys.stderr is not None
+
+
+def test_tar_zst_partial_from_a_killed_run_is_restarted_under_its_name(exp1, shm_dest, tmp_path):
+    wt, scratch = exp1
+    ckpt('archive', '--format', 'tar.zst', '--to', tmp_path / 'first', cwd=wt)
+    whole = (tmp_path / 'first' / f'exp1-{TODAY}.tar.zst').read_bytes()
+    shm_dest.mkdir()
+    partial = shm_dest / f'exp1-{TODAY}.tar.zst.partial'
+    partial.write_bytes(whole[:len(whole) // 2])      # what a kill -9 leaves behind
+    out = ckpt('archive', '--format', 'tar.zst', '--to', shm_dest, cwd=wt).stdout
+    assert f'-> {shm_dest}/exp1-{TODAY}.tar.zst  (tar.zst' in out
+    assert sorted(os.listdir(shm_dest)) == [f'exp1-{TODAY}.tar.zst']
+    from git_ckpt import tarzst
+    assert tarzst.verify(shm_dest / f'exp1-{TODAY}.tar.zst')[0] == []
+
+
+LOCK_HOLDER = '''
+import sys, time
+from pathlib import Path
+from git_ckpt.lock import scratch_lock
+with scratch_lock(Path(sys.argv[1]), 'prune'):
+    print('locked', flush=True)
+    time.sleep(60)
+'''
+
+
+def test_archive_waits_for_no_one_it_names_the_lock_holder(exp1, shm_dest):
+    wt, scratch = exp1
+    holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER, scratch], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        proc = ckpt('archive', '--to', shm_dest, cwd=wt, check=False)
+        assert proc.returncode == 1
+        assert f'{scratch} is in use by `git ckpt prune` (pid {holder.pid}' in proc.stderr
+        assert not shm_dest.exists() or os.listdir(shm_dest) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    ckpt('archive', '--to', shm_dest, cwd=wt)

@@ -292,3 +292,25 @@ def test_progress_bar_with_bytes_per_second_on_a_terminal(inited_repo, tmp_path)
         assert transfer.verify(dest / f'exp1-{TODAY}') == []
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_archive_failing_after_git_removed_the_worktree_leaves_an_intact_orphan(inited_repo, tmp_path):
+    small = tmp_path / 'small'
+    small.mkdir()
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs (needs root): {proc.stderr.strip()}')
+    try:
+        git('config', 'ckpt.archiveDir', os.fspath(small), cwd=inited_repo)
+        wt, scratch = add_worktree(inited_repo, 'exp1')
+        before = tree_digest(scratch)
+        proc = ckpt('remove', '--archive', 'exp1', cwd=inited_repo, check=False)
+        assert proc.returncode == 1
+        err = proc.stderr.strip()
+        assert err.startswith('git-ckpt: error: the worktree was removed, but its scratch dir was not archived: '
+                              'not enough space')
+        assert f'{scratch} is intact; retry with git ckpt gc --archive' in err
+        assert not wt.exists() and tree_digest(scratch) == before
+        assert os.fspath(scratch) in ckpt('gc', '--dry-run', cwd=inited_repo).stdout
+    finally:
+        subprocess.run(['umount', '-l', small], check=False)
