@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_ckpt import constants as C
-from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, fsync_dir, hash_file,  # noqa: F401
-                                 read_manifest, verify, write_manifest)
+from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, delete_listed,  # noqa: F401
+                                 delete_verified, fsync_dir, hash_file, read_manifest, verify,
+                                 write_manifest)
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
@@ -370,31 +371,6 @@ def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
         os.chmod(partial / e.rel, e.mode | stat.S_IRWXU)
         os.utime(partial / e.rel, ns=(e.mtime_ns, e.mtime_ns))
         fsync_dir(partial / e.rel)
-
-
-def delete_verified(src: Path, dest: Path) -> list[str]:
-    """Delete from `src` exactly what `dest`'s manifest vouches for (see
-    delete_listed).  Returns the source paths left in place."""
-    data = read_manifest(dest)
-    if data is None:
-        raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
-    return delete_listed(src, data)
-
-
-def delete_listed(src: Path, manifest: dict) -> list[str]:
-    """Delete the files of `src` a verified copy's manifest lists, unchanged
-    (same size and mtime) since they were copied, and its symlinks; never
-    following links.  Returns the source paths left in place."""
-    files, symlinks = manifest['files'], manifest.get('symlinks', {})
-
-    def verified(rel: str, st: os.stat_result) -> bool:
-        if stat.S_ISLNK(st.st_mode):
-            return rel in symlinks
-        record = files.get(rel)
-        return (record is not None and stat.S_ISREG(st.st_mode) and st.st_size == record['size']
-                and st.st_mtime_ns == record.get('mtime_ns'))
-
-    return remove_tree(src, may_delete=verified)
 
 
 def remove_partial(dest: Path) -> bool:
