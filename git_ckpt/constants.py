@@ -84,3 +84,25 @@ GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
 POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
 PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
 PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
+
+# --- inventory, status, prune (issue 4) ---
+CHECKPOINT_PREFIX = 'checkpoint-'          # HF: <run>/checkpoint-<step>
+TMP_CHECKPOINT_PREFIX = 'tmp-checkpoint-'  # HF: a save in progress
+ART_CHECKPOINTS_DIR = 'checkpoints'        # ART: <run>/checkpoints/<step>
+TRAINER_STATE_NAME = 'trainer_state.json'  # written last by HF: marks a complete checkpoint
+INVENTORY_CACHE_DIR = 'inventory'          # under STATE_DIR: one size cache per scratch dir
+INVENTORY_CACHE_SCHEMA = 1
+LOCK_DIR = 'locks'                         # under STATE_DIR: one lock file per scratch dir
+PRUNE_GRACE_SECONDS = 300.0                # anything modified this recently may be mid-save
+PRUNE_TRASH_PREFIX = '.git-ckpt-deleting-'  # a checkpoint renamed away while it is deleted
+PROGRESS_AFTER_SECONDS = 0.5               # show a progress bar once deleting takes this long
+STATUS_JSON_SCHEMA = 1
+
+# --- archive, restore, remove, gc (issue 5) ---
+TRANSFER_MANIFEST_NAME = '.git-ckpt-archive.json'   # checksum manifest inside every archive
+TRANSFER_JOURNAL_NAME = '.git-ckpt-transfer.journal'  # files done so far, inside a .partial
+PARTIAL_SUFFIX = '.partial'                        # a transfer in progress (or killed)
+ARCHIVE_AREA = 'archive'                           # <root>/archive when ckpt.archiveDir is unset
+ARCHIVE_FORMATS = ('dir', 'tar.zst')
+ORPHAN_NOTICE_STAMP = 'orphan-notice'              # in STATE_DIR: when the notice last showed
+ORPHAN_NOTICE_INTERVAL = 24 * 3600                 # seconds between two notices

@@ -286,3 +286,12 @@ def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str
             out[header[0].decode()] = data[pos:pos + size]
             pos += size + 1
     return out
+
+def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
+                    cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
+    """`git worktree remove [--force] PATH`, unchecked: the caller reports git's
+    own refusal (dirty or locked worktree) as it sees fit."""
+    args = ['worktree', 'remove']
+    if force:
+        args.append('--force')
+    return run_git(*args, os.fspath(path), cwd=cwd, check=False)

@@ -62,12 +62,20 @@ def _warn(exc: BaseException) -> None:
 # each takes the new worktree's Location.
 POST_CHECKOUT_EXTRAS: list = []
 
+
 def pre_commit(args: list[str]) -> int:
     """The commit guard; args are `--allow PATTERN`s and, from the pre-commit
     framework, the filenames to check.  Exit 1 blocks the commit."""
     from git_ckpt.guard import main as guard_main
     return guard_main(args)
 
+
+def _orphan_notice(location) -> None:
+    from git_ckpt.notice import post_checkout
+    post_checkout(location)
+
+
+POST_CHECKOUT_EXTRAS.append(_orphan_notice)
 
 HOOKS = {
     'post-checkout': post_checkout,
