@@ -92,12 +92,11 @@ def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str,
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
+    # With --null, --show-scope prints `scope NUL key LF value NUL` per entry.
+    fields = proc.stdout.split('\0')
     out = []
-    for record in proc.stdout.split('\0'):
-        if not record:
-            continue
-        scope, _, rest = record.partition('\t')
-        key, _, value = rest.partition('\n')
+    for scope, record in zip(fields[0::2], fields[1::2]):
+        key, _, value = record.partition('\n')
         out.append((scope, key.lower(), value))
     return out
 
@@ -120,11 +119,15 @@ def config_set(
 
 def config_unset(
         key: str, *, scope: str = 'local', value_pattern: str | None = None,
-        cwd: str | os.PathLike[str] | None = None,
+        fixed_value: bool = False, cwd: str | os.PathLike[str] | None = None,
 ) -> None:
+    """Remove every value of `key` (matching `value_pattern`, a regex, or the
+    exact string with fixed_value=True)."""
     args = ['config', f'--{scope}', '--unset-all', key]
     if value_pattern is not None:
         args.append(value_pattern)
+        if fixed_value:
+            args.insert(1, '--fixed-value')
     proc = run_git(*args, cwd=cwd, check=False)
     if proc.returncode not in (0, 5):  # 5: nothing to unset
         raise GitCkptError(f'cannot unset {key}: {proc.stderr.strip()}', 'edit the git config by hand')
