@@ -40,6 +40,14 @@ def post_checkout(args: list[str]) -> int:
 # each takes the new worktree's Location.
 POST_CHECKOUT_EXTRAS: list = []
 
+
+def _create_links(location) -> None:
+    from git_ckpt import links
+    links.post_checkout(location)
+
+
+POST_CHECKOUT_EXTRAS.append(_create_links)
+
 HOOKS = {
     'post-checkout': post_checkout,
 }

@@ -28,13 +28,15 @@ def cli() -> None:
 @ROOT_OPTION
 @click.option('--global', 'global_', is_flag=True, help='Store --root in the global git config.')
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
-def init(cli_root: str | None, global_: bool, name: str | None) -> int:
+@click.option('--link', 'link_paths', metavar='PATH', multiple=True,
+              help='Also link PATH into scratch, as `git ckpt link PATH` (repeatable).')
+def init(cli_root: str | None, global_: bool, name: str | None, link_paths: tuple[str, ...]) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
     Idempotent: running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
-    return run(cli_root=cli_root, global_=global_, name=name)
+    return run(cli_root=cli_root, global_=global_, name=name, link_paths=link_paths)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -55,6 +57,29 @@ def uninstall() -> int:
     """Remove git-ckpt's hooks and restore the hooks that were there before."""
     from git_ckpt.commands.install import uninstall as run
     return run()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option('--global', 'global_', is_flag=True, help='Record the links in the global git config (every repository).')
+@click.argument('paths', nargs=-1, metavar='[PATH]...')
+def link(paths: tuple[str, ...], global_: bool) -> int:
+    """Make each PATH in this worktree a symlink to the same path in its scratch dir.
+
+    The paths are recorded in git config ckpt.link; new worktrees get the links
+    from the post-checkout hook.  Without PATH: (re)create the configured links here.
+    A directory that already holds data is refused: use git ckpt migrate PATH.
+    """
+    from git_ckpt.commands.links import link as run
+    return run(paths, global_=global_)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option('--global', 'global_', is_flag=True, help='Remove the links from the global git config.')
+@click.argument('paths', nargs=-1, required=True, metavar='PATH...')
+def unlink(paths: tuple[str, ...], global_: bool) -> int:
+    """Remove git-ckpt's link at each PATH and forget it; the data stays in scratch."""
+    from git_ckpt.commands.links import unlink as run
+    return run(paths, global_=global_)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from git_ckpt import constants as C
-from git_ckpt import git, hooks, ignore, worktree
+from git_ckpt import git, hooks, ignore, links, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import info, warn
 from git_ckpt.scratch import check_root
@@ -52,8 +52,11 @@ def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
         info(f'moved {old_dir} -> {new_dir}')
 
 
-def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
+def init(*, cli_root: str | None, global_: bool, name: str | None,
+         link_paths: tuple[str, ...] = ()) -> int:
     wt = worktree.current_worktree()
+    # --link paths are checked before anything is changed.
+    new_links = [links.normalize(wt.top, p, Path.cwd()) for p in link_paths]
     if global_ and not cli_root:
         raise GitCkptError('--global needs --root', 'e.g. git ckpt init --global --root /scratch/$USER')
     if cli_root:
@@ -64,6 +67,12 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         settings = load_settings(wt.top)
 
     location = worktree.locate(wt, settings=settings)
+    for rel in new_links:
+        links.refuse_unlinkable(wt.top, location.scratch_dir, rel)
+    for rel in new_links:
+        links.record(rel, settings, global_=False, cwd=wt.top)
+    if new_links:
+        settings = load_settings(wt.top)
     info(f'scratch root: {location.root_real}  ({location.root.source})')
     if location.root.warning:
         warn(location.root.warning)
@@ -82,6 +91,11 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
         other_location = worktree.locate(other, settings=settings)
         created = worktree.create_scratch_dir(other_location)
         info(f'{"created" if created else "exists "} {other_location.scratch_dir}  <- {other.top}')
+        for rel, action in links.apply_all(other_location, settings):
+            if rel == 'error':
+                warn(f'link not created: {action}')
+            elif action != 'exists':
+                info(f'  linked {rel} -> {other_location.scratch_dir / rel}  ({action})')
 
     if ignore.update_gitignore(wt.top, extra_ignore_patterns(settings)):
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
@@ -90,8 +104,8 @@ def init(*, cli_root: str | None, global_: bool, name: str | None) -> int:
 
 
 def extra_ignore_patterns(settings) -> list[str]:
-    """Ignore lines beyond the fixed ones (worktree links add theirs)."""
-    return []
+    """Ignore lines beyond the fixed ones: one per worktree link."""
+    return links.ignore_patterns(settings)
 
 
 def uninstall() -> int:
