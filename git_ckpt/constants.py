@@ -61,3 +61,11 @@ IGNORE_PATTERNS = (
 
 # Validation of a custom project name (`init --name`, `setup(project_name=)`).
 MAX_NAME_LEN = 100
+
+# --- links, doctor, migrate (issue 7) ---
+# transformers versions git_ckpt.setup() supports: >= first, < second.
+TRANSFORMERS_SUPPORTED = ('4.46', '6')
+DOCTOR_JSON_SCHEMA = 1
+DOCTOR_FAIL_FREE_BYTES = 100 * 2**20       # less free space than this on root or home: a problem
+DOCTOR_WARN_FREE_BYTES = 1 * 2**30         # less than this: a warning
+DOCTOR_HF_CACHE_WARN_BYTES = 1 * 2**20     # an HF cache on home bigger than this: suggest migrate

@@ -82,6 +82,20 @@ def unlink(paths: tuple[str, ...], global_: bool) -> int:
     return run(paths, global_=global_)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable report (stable schema).')
+def doctor(as_json: bool) -> int:
+    """Check the setup: root, permissions, filesystems, free space, hooks, ignore
+    block, worktree dirs, orphans, transformers, HF cache, links.
+
+    Each check prints one line (✓ ok, ! warning, ✗ problem) with its fix.
+    Exits 1 when something is wrong (warnings alone exit 0), so it can run in CI
+    or a login script.
+    """
+    from git_ckpt.commands.doctor import doctor_command as run
+    return run(as_json=as_json)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         result = cli.main(args=argv, prog_name='git ckpt', standalone_mode=False)
