@@ -62,6 +62,19 @@ IGNORE_PATTERNS = (
 # Validation of a custom project name (`init --name`, `setup(project_name=)`).
 MAX_NAME_LEN = 100
 
+# --- inventory, status, prune (issue 4) ---
+CHECKPOINT_PREFIX = 'checkpoint-'          # HF: <run>/checkpoint-<step>
+TMP_CHECKPOINT_PREFIX = 'tmp-checkpoint-'  # HF: a save in progress
+ART_CHECKPOINTS_DIR = 'checkpoints'        # ART: <run>/checkpoints/<step>
+TRAINER_STATE_NAME = 'trainer_state.json'  # written last by HF: marks a complete checkpoint
+INVENTORY_CACHE_DIR = 'inventory'          # under STATE_DIR: one size cache per scratch dir
+INVENTORY_CACHE_SCHEMA = 1
+LOCK_DIR = 'locks'                         # under STATE_DIR: one lock file per scratch dir
+PRUNE_GRACE_SECONDS = 300.0                # anything modified this recently may be mid-save
+PRUNE_TRASH_PREFIX = '.git-ckpt-deleting-'  # a checkpoint renamed away while it is deleted
+PROGRESS_AFTER_SECONDS = 0.5               # show a progress bar once deleting takes this long
+STATUS_JSON_SCHEMA = 1
+
 # --- links, doctor, migrate (issue 7) ---
 # transformers versions git_ckpt.setup() supports: >= first, < second.
 TRANSFORMERS_SUPPORTED = ('4.46', '6')

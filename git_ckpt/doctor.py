@@ -232,7 +232,7 @@ def check_orphans(root: Path) -> Check:
     data = {'count': len(orphans), 'bytes': size, 'paths': [os.fspath(p) for p in orphans]}
     if orphans:
         return Check('orphans', WARN, f'{len(orphans)} orphaned scratch dir(s) of removed worktrees, '
-                     f'{human_size(size)}', 'git ckpt prune --orphans (see git ckpt status)', data=data)
+                     f'{human_size(size)}', 'git ckpt gc (archives or deletes them; see git ckpt status)', data=data)
     return Check('orphans', OK, 'no orphaned scratch dirs', data=data)
 
 

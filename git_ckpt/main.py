@@ -60,6 +60,43 @@ def uninstall() -> int:
 
 
 @cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--all', 'all_', is_flag=True, help='Every repository under the scratch root.')
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable output (schema in the README).')
+def status(cli_root: str | None, all_: bool, as_json: bool) -> int:
+    """Scratch usage of every worktree of this repository, and of orphaned dirs.
+
+    One row per worktree (and per scratch dir whose worktree was removed):
+    size, checkpoints, latest step and age, state. Footer: total and free space.
+    """
+    from git_ckpt.commands.status import status as run
+    return run(all_=all_, as_json=as_json, cli_root=cli_root)
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--keep', type=int, required=True, metavar='N', help='Keep the N highest steps per run (N >= 1).')
+@click.option('--all-worktrees', is_flag=True, help="Prune every worktree's scratch dir of this repository.")
+@click.option('--grace', type=float, default=C.PRUNE_GRACE_SECONDS, show_default=True, metavar='SECONDS',
+              help='Keep anything modified this recently (a save may be under way).')
+@click.option('--keep-best/--no-keep-best', default=True, show_default=True,
+              help="Always keep the run's best checkpoint (best_model_checkpoint).")
+@click.option('--dry-run', '-n', is_flag=True, help='Show what would be deleted and the space freed.')
+@click.argument('path', required=False, metavar='[PATH]')
+def prune(cli_root: str | None, keep: int, all_worktrees: bool, grace: float, keep_best: bool,
+          dry_run: bool, path: str | None) -> int:
+    """Delete old checkpoints: keep the N highest steps of each run.
+
+    Always kept too: the best checkpoint, every in-progress (tmp-checkpoint-*)
+    or incomplete checkpoint, the most recently written one, and anything
+    modified within --grace seconds. PATH limits it to one run dir.
+    """
+    from git_ckpt.commands.prune import prune_command as run
+    return run(keep=keep, all_worktrees=all_worktrees, path=path, grace=grace, keep_best=keep_best,
+               dry_run=dry_run, cli_root=cli_root)
+
+
+@cli.command(context_settings=CONTEXT)
 @click.option('--global', 'global_', is_flag=True, help='Record the links in the global git config (every repository).')
 @click.argument('paths', nargs=-1, metavar='[PATH]...')
 def link(paths: tuple[str, ...], global_: bool) -> int:

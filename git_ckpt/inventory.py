@@ -1,0 +1,443 @@
+"""What is in a scratch dir: runs, their checkpoints, sizes on disk.
+
+The one inventory used by status, prune, archive and gc.  A *run* is a
+directory whose children are checkpoints: HF `checkpoint-<step>` (the step is
+an integer: checkpoint-9900 sorts before checkpoint-10000), in-progress
+`tmp-checkpoint-*`, or ART `<run>/checkpoints/<step>`.
+
+Sizes are allocated blocks (like `du`), hard links counted once, symlinks
+never followed.  Directories are opened with O_NOFOLLOW and walked by fd, so
+a symlink planted anywhere is measured as a link and never entered.  Complete
+checkpoints are cached (see inventory_cache) so a warm scan stats one inode per
+directory instead of one per file.  Anything unreadable is reported in
+`problems` and measured as far as possible; nothing raises for bad data.
+Standard library only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from git_ckpt import constants as C
+from git_ckpt.inventory_cache import SizeCache
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    name: str
+    step: int | None          # None for tmp-checkpoint-*
+    size: int                 # bytes allocated, hard links once within the checkpoint
+    mtime: float              # newest mtime of anything inside (or of the dir itself)
+    complete: bool            # HF: has trainer_state.json; ART: not empty
+    in_progress: bool         # tmp-checkpoint-*
+    kind: str                 # 'hf' | 'art'
+    error: str | None = None        # could not be read fully: size partial, never deleted
+    state_error: str | None = None  # trainer_state.json present but unreadable/corrupt
+    best_recorded: str | None = None  # best_model_checkpoint in its trainer_state.json
+    inode: int = 0            # of the checkpoint dir when scanned (prune re-checks it)
+
+
+@dataclass
+class Run:
+    path: Path
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    best: Checkpoint | None = None
+    size: int = 0
+    best_error: str | None = None   # why the best checkpoint could not be determined
+
+    @property
+    def latest(self) -> Checkpoint | None:
+        steps = [c for c in self.checkpoints if c.step is not None]
+        return steps[-1] if steps else None
+
+
+@dataclass
+class ScratchInventory:
+    scratch_dir: Path
+    runs: list[Run] = field(default_factory=list)
+    size: int = 0
+    newest_mtime: float | None = None
+    problems: list[str] = field(default_factory=list)
+    exists: bool = True
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        return [c for run in self.runs for c in run.checkpoints]
+
+    @property
+    def latest(self) -> Checkpoint | None:
+        """The highest-step checkpoint of the most recently written run."""
+        runs = [r for r in self.runs if r.latest is not None]
+        if not runs:
+            return None
+        return max(runs, key=lambda r: r.latest.mtime).latest
+
+    def in_progress(self, now: float | None = None, grace: float = C.PRUNE_GRACE_SECONDS) -> bool:
+        """A save is under way: a tmp-checkpoint, or a write within the grace window."""
+        now = time.time() if now is None else now
+        if any(c.in_progress for c in self.checkpoints):
+            return True
+        return any(not c.complete and now - c.mtime < grace for c in self.checkpoints)
+
+
+class _Tree:
+    """The measurement of one directory tree (walked by fd)."""
+    __slots__ = ('size', 'mtime', 'links', 'dirs', 'top_names', 'errors')
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.mtime = 0.0
+        self.links: list[list[int]] = []   # [dev, ino, bytes] of files with st_nlink > 1
+        self.dirs: list[list] = []         # [rel, ino, mtime_ns, ctime_ns], parents first
+        self.top_names: list[str] = []
+        self.errors: list[str] = []
+
+
+def _measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: _Tree,
+             seen: set[tuple[int, int]]) -> None:
+    """Add the tree at dir_fd to `tree`; hard links deduplicated through `seen`."""
+    tree.dirs.append([rel, st_dir.st_ino, st_dir.st_mtime_ns, st_dir.st_ctime_ns])
+    tree.size += st_dir.st_blocks * 512
+    tree.mtime = max(tree.mtime, st_dir.st_mtime)
+    try:
+        with os.scandir(dir_fd) as it:
+            entries = list(it)
+    except OSError as exc:
+        tree.errors.append(f'cannot read {path}: {exc.strerror}')
+        return
+    if rel == '.':
+        tree.top_names = [e.name for e in entries]
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno != 2:  # vanished meanwhile: nothing to count
+                tree.errors.append(f'cannot stat {path}/{entry.name}: {exc.strerror}')
+            continue
+        tree.mtime = max(tree.mtime, st.st_mtime)
+        if stat.S_ISDIR(st.st_mode):
+            sub = entry.name if rel == '.' else f'{rel}/{entry.name}'
+            try:
+                fd = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                tree.size += st.st_blocks * 512
+                tree.errors.append(f'cannot read {path}/{entry.name}: {exc.strerror}')
+                continue
+            try:
+                _measure(fd, f'{path}/{entry.name}', sub, st, tree, seen)
+            finally:
+                os.close(fd)
+            continue
+        blocks = st.st_blocks * 512
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            tree.links.append([st.st_dev, st.st_ino, blocks])
+        tree.size += blocks
+
+
+def dir_size(path: str | os.PathLike[str]) -> int:
+    """Bytes allocated under `path` (like `du -s -B1`): hard links once, symlinks
+    never followed (a symlink counts as itself).  Unreadable parts are skipped."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_blocks * 512
+    fd = os.open(path, _DIR_FLAGS)
+    tree = _Tree()
+    try:
+        _measure(fd, os.fspath(path), '.', os.fstat(fd), tree, set())
+    finally:
+        os.close(fd)
+    return tree.size
+
+
+def parse_checkpoint_name(name: str) -> tuple[str, int | None] | None:
+    """('hf', step) / ('tmp', None) for HF checkpoint dir names, else None.
+    Raises ValueError for `checkpoint-<not a number>`."""
+    if name.startswith(C.TMP_CHECKPOINT_PREFIX):
+        return 'tmp', None
+    if name.startswith(C.CHECKPOINT_PREFIX):
+        suffix = name[len(C.CHECKPOINT_PREFIX):]
+        if not (suffix.isascii() and suffix.isdigit()):
+            raise ValueError(suffix)
+        return 'hf', int(suffix)
+    return None
+
+
+def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]:
+    """(state, None) or (None, why) for <name>/trainer_state.json under dir_fd."""
+    try:
+        fd = os.open(f'{name}/{C.TRAINER_STATE_NAME}', os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as exc:
+        return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
+    finally:
+        os.close(fd)
+    try:
+        state = json.loads(b''.join(chunks))
+    except ValueError:
+        return None, f'{C.TRAINER_STATE_NAME} is corrupt (not JSON)'
+    if not isinstance(state, dict):
+        return None, f'{C.TRAINER_STATE_NAME} is corrupt (not an object)'
+    return state, None
+
+
+class _Scanner:
+    def __init__(self, scratch_dir: Path, cache: SizeCache | None) -> None:
+        self.scratch_dir = scratch_dir
+        self.cache = cache
+        self.seen: set[tuple[int, int]] = set()
+        self.problems: list[str] = []
+        self.runs: list[Run] = []
+        self.newest = 0.0
+
+    def _add_links(self, links: list[list[int]]) -> int:
+        """Bytes of hard-linked files not counted yet anywhere in this scan."""
+        added = 0
+        for dev, ino, blocks in links:
+            if (dev, ino) not in self.seen:
+                self.seen.add((dev, ino))
+                added += blocks
+        return added
+
+    def walk(self, dir_fd: int, path: Path, st_dir: os.stat_result) -> int:
+        """Size of the tree at dir_fd (new bytes only); finds runs on the way."""
+        self.newest = max(self.newest, st_dir.st_mtime)
+        size = st_dir.st_blocks * 512
+        try:
+            with os.scandir(dir_fd) as it:
+                entries = list(it)
+        except OSError as exc:
+            self.problems.append(f'cannot read {path}: {exc.strerror}')
+            return size
+        run = Run(path)
+        size += self._hf_checkpoints(dir_fd, path, entries, run)
+        claimed = {c.name for c in run.checkpoints}
+        for entry in entries:
+            if entry.name in claimed:
+                continue
+            if entry.name == C.ART_CHECKPOINTS_DIR and self._is_art_dir(dir_fd):
+                size += self._walk_art_dir(dir_fd, path, run)
+                continue
+            size += self._walk_entry(dir_fd, path, entry)
+        if run.checkpoints:
+            run.size = size
+            run.checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
+            self._pick_best(run)
+            self.runs.append(run)
+        return size
+
+    def _walk_entry(self, dir_fd: int, path: Path, entry: os.DirEntry) -> int:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno != 2:
+                self.problems.append(f'cannot stat {path / entry.name}: {exc.strerror}')
+            return 0
+        self.newest = max(self.newest, st.st_mtime)
+        if not stat.S_ISDIR(st.st_mode):
+            if st.st_nlink > 1:
+                return self._add_links([[st.st_dev, st.st_ino, st.st_blocks * 512]])
+            return st.st_blocks * 512
+        try:
+            fd = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            self.problems.append(f'cannot read {path / entry.name}: {exc.strerror}')
+            return st.st_blocks * 512
+        try:
+            return self.walk(fd, path / entry.name, st)
+        finally:
+            os.close(fd)
+
+    def _hf_checkpoints(self, dir_fd: int, path: Path, entries: list[os.DirEntry], run: Run) -> int:
+        """Measure the HF checkpoint dirs among `entries` into `run`; returns new bytes."""
+        size = 0
+        for entry in entries:
+            try:
+                parsed = parse_checkpoint_name(entry.name)
+            except ValueError:
+                self.problems.append(f'{path / entry.name}: step is not a number; not treated as a checkpoint')
+                continue
+            if parsed is None:
+                continue
+            if entry.is_symlink():
+                self.problems.append(f'{path / entry.name} is a symlink; not followed, not a checkpoint')
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            kind, step = parsed
+            ckpt, new_bytes = self._checkpoint(dir_fd, path, entry.name, step, kind == 'tmp', 'hf')
+            if ckpt is not None:
+                run.checkpoints.append(ckpt)
+                size += new_bytes
+        return size
+
+    def _is_art_dir(self, dir_fd: int) -> bool:
+        """Is <dir>/checkpoints an ART checkpoints dir (numeric subdirs)?"""
+        try:
+            fd = os.open(C.ART_CHECKPOINTS_DIR, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return False
+        try:
+            with os.scandir(fd) as it:
+                return any(e.name.isascii() and e.name.isdigit() and e.is_dir(follow_symlinks=False)
+                           for e in it)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def _walk_art_dir(self, dir_fd: int, path: Path, run: Run) -> int:
+        """Measure <run>/checkpoints/<step> dirs; other entries there are plain content."""
+        cdir = path / C.ART_CHECKPOINTS_DIR
+        try:
+            fd = os.open(C.ART_CHECKPOINTS_DIR, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            self.problems.append(f'cannot read {cdir}: {exc.strerror}')
+            return 0
+        try:
+            st = os.fstat(fd)
+            size = st.st_blocks * 512
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for entry in entries:
+                if entry.name.isascii() and entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
+                    ckpt, new_bytes = self._checkpoint(fd, cdir, entry.name, int(entry.name), False, 'art')
+                    if ckpt is not None:
+                        run.checkpoints.append(ckpt)
+                        size += new_bytes
+                    continue
+                if entry.is_symlink() and entry.name.isdigit():
+                    self.problems.append(f'{cdir / entry.name} is a symlink; not followed, not a checkpoint')
+                size += self._walk_entry(fd, cdir, entry)
+            return size
+        except OSError as exc:
+            self.problems.append(f'cannot read {cdir}: {exc.strerror}')
+            return 0
+        finally:
+            os.close(fd)
+
+    def _checkpoint(self, parent_fd: int, parent: Path, name: str, step: int | None,
+                    in_progress: bool, kind: str) -> tuple[Checkpoint | None, int]:
+        """Measure one checkpoint (from the cache when its key holds); (ckpt, new bytes)."""
+        path = parent / name
+        try:
+            top = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno != 2:
+                self.problems.append(f'cannot stat {path}: {exc.strerror}')
+            return None, 0
+        rel = os.path.relpath(path, self.scratch_dir)
+        cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
+        if cached is not None:
+            ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
+                              in_progress, kind, None, cached.get('state_error'), cached.get('best'),
+                              top.st_ino)
+            links = cached['links']
+        else:
+            ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, name, step,
+                                                                    in_progress, kind, top)
+            if cacheable and self.cache is not None:
+                self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
+                                       'links': links, 'complete': ckpt.complete,
+                                       'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
+        self.newest = max(self.newest, ckpt.mtime)
+        linked = sum(b for _, _, b in links)
+        return ckpt, ckpt.size - linked + self._add_links(links)
+
+    def _measure_checkpoint(self, parent_fd, path, name, step, in_progress, kind, top):
+        tree = _Tree()
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            tree.errors.append(f'cannot read {path}: {exc.strerror}')
+            tree.size = top.st_blocks * 512
+            tree.mtime = top.st_mtime
+            fd = None
+        if fd is not None:
+            try:
+                _measure(fd, os.fspath(path), '.', top, tree, set())
+            finally:
+                os.close(fd)
+        state_error = best = None
+        has_state = C.TRAINER_STATE_NAME in tree.top_names
+        if kind == 'hf' and has_state:
+            state, state_error = read_trainer_state(parent_fd, name)
+            if state is not None:
+                best = state.get('best_model_checkpoint')
+                best = best if isinstance(best, str) else None
+        complete = has_state if kind == 'hf' else bool(tree.top_names)
+        error = '; '.join(tree.errors) or None
+        self.problems.extend(tree.errors)
+        if state_error:
+            self.problems.append(f'{path}: {state_error}')
+        ckpt = Checkpoint(path, name, step, tree.size, tree.mtime, complete, in_progress, kind,
+                          error, state_error, best, top.st_ino)
+        cacheable = complete and not in_progress and error is None
+        return ckpt, tree.links, cacheable, tree.dirs
+
+    def _pick_best(self, run: Run) -> None:
+        """best_model_checkpoint of the most recently written complete checkpoint,
+        matched by basename (the recorded path may be under another prefix)."""
+        complete = [c for c in run.checkpoints if c.kind == 'hf' and c.complete]
+        if not complete:
+            return
+        newest = max(complete, key=lambda c: (c.mtime, c.step or 0))
+        if newest.state_error:
+            run.best_error = f'{newest.name}: {newest.state_error}'
+            return
+        if newest.best_recorded is None:
+            return
+        base = os.path.basename(newest.best_recorded.rstrip('/'))
+        run.best = next((c for c in run.checkpoints if c.name == base), None)
+        if run.best is None:
+            self.problems.append(f'{run.path}: best checkpoint {base} (from {newest.name}/'
+                                 f'{C.TRAINER_STATE_NAME}) is not there any more')
+
+
+def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInventory:
+    """Inventory of one scratch dir.  `cache`: None for the scratch root's size
+    cache, False for none, or a SizeCache.  Never raises for what it finds."""
+    scratch_dir = Path(os.path.abspath(scratch_dir))
+    inv = ScratchInventory(scratch_dir)
+    try:
+        fd = os.open(scratch_dir, _DIR_FLAGS)
+    except FileNotFoundError:
+        inv.exists = False
+        inv.problems.append(f'{scratch_dir} does not exist')
+        return inv
+    except OSError as exc:
+        inv.exists = os.path.lexists(scratch_dir)
+        why = 'is a symlink or not a directory' if exc.errno in (20, 40) else exc.strerror
+        inv.problems.append(f'cannot read {scratch_dir}: {why}')
+        return inv
+    if cache is None:
+        cache = SizeCache.for_scratch_dir(scratch_dir)
+    scanner = _Scanner(scratch_dir, cache or None)
+    try:
+        inv.size = scanner.walk(fd, scratch_dir, os.fstat(fd))
+    finally:
+        os.close(fd)
+    if scanner.cache is not None:
+        scanner.cache.save()
+    inv.runs = sorted(scanner.runs, key=lambda r: os.fspath(r.path))
+    inv.problems.extend(scanner.problems)
+    inv.newest_mtime = scanner.newest or None
+    return inv

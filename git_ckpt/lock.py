@@ -1,0 +1,96 @@
+"""One mutating command per scratch dir at a time (prune, archive, gc, remove, migrate).
+
+An flock on <root>/.git-ckpt/locks/<project>/<worktree>.lock: the kernel drops
+it when the holder exits, even on kill -9, so there are no stale locks to
+clean up.  The holder writes who it is into the file, so the loser can say
+whom it is waiting for.  Standard library only.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError
+from git_ckpt.state import state_file
+
+
+class Holder(NamedTuple):
+    pid: int | None
+    command: str
+    host: str
+    started: str
+
+    def describe(self) -> str:
+        return f'`git ckpt {self.command}` (pid {self.pid} on {self.host}, started {self.started})'
+
+
+def lock_path(scratch_dir: Path, *, create: bool = True) -> Path:
+    return state_file(Path(scratch_dir), C.LOCK_DIR, '.lock', create=create)
+
+
+def read_holder(path: Path) -> Holder | None:
+    """Who holds (or last held) the lock at `path`, or None if unknown."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+        return Holder(int(data['pid']), str(data['command']), str(data['host']), str(data['started']))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def scratch_lock(scratch_dir: Path, command: str, *, wait: bool = False,
+                 timeout: float | None = None) -> Iterator[Path]:
+    """Hold the scratch dir's lock for the `with` body; yields the lock file path.
+
+    Non-blocking by default: raises GitCkptError naming the holder.  With
+    `wait`, polls until free (or `timeout` seconds, then raises).
+    """
+    path = lock_path(scratch_dir)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise GitCkptError(f'cannot open lock file {path}: {exc.strerror}',
+                           'check the permissions of the scratch root')
+    try:
+        _acquire(fd, path, scratch_dir, wait, timeout)
+        info = {'pid': os.getpid(), 'command': command, 'host': socket.gethostname(),
+                'started': datetime.datetime.now().astimezone().replace(microsecond=0).isoformat()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode() + b'\n', 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # released: no holder to name
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, path: Path, scratch_dir: Path, wait: bool, timeout: float | None) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise GitCkptError(f'cannot lock {path}: {exc.strerror}',
+                               'the scratch filesystem may not support locks; run one command at a time')
+        if not wait or (deadline is not None and time.monotonic() >= deadline):
+            holder = read_holder(path)
+            who = holder.describe() if holder else 'another git-ckpt process (it is just starting)'
+            raise GitCkptError(f'{scratch_dir} is in use by {who}',
+                               'wait for it to finish and run again')
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

@@ -1,0 +1,38 @@
+"""Where root-level state (caches, locks) for a scratch dir lives.
+
+State sits in the scratch root's STATE_DIR, never in the repository and never
+inside the scratch dir itself (so deleting checkpoints never touches it):
+    <root>/.git-ckpt/<kind>/<project dir>/<worktree dir><suffix>
+Standard library only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError
+from git_ckpt.scratch import ensure_private_dir, is_managed
+
+
+def root_of(scratch_dir: Path) -> Path | None:
+    """The scratch root above a managed scratch dir (<root>/<project>/<leaf>),
+    or None when the dir is not laid out by git-ckpt."""
+    scratch_dir = Path(os.path.abspath(scratch_dir))
+    if is_managed(scratch_dir) or (scratch_dir.parent / C.REPO_MANIFEST_NAME).is_file():
+        return scratch_dir.parent.parent
+    return None
+
+
+def state_file(scratch_dir: Path, kind: str, suffix: str, *, create: bool = True) -> Path:
+    """The path of one state file for `scratch_dir`; its parent dirs are
+    created private (0700, owned by us) when `create`.  Raises GitCkptError
+    for a dir git-ckpt does not manage."""
+    scratch_dir = Path(os.path.abspath(scratch_dir))
+    root = root_of(scratch_dir)
+    if root is None:
+        raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
+                           'give the path of a worktree scratch dir (see git ckpt status)')
+    relative = Path(C.STATE_DIR) / kind / scratch_dir.parent.name
+    parent = ensure_private_dir(root, relative, create=create)
+    return parent / f'{scratch_dir.name}{suffix}'
