@@ -75,6 +75,15 @@ PRUNE_TRASH_PREFIX = '.git-ckpt-deleting-'  # a checkpoint renamed away while it
 PROGRESS_AFTER_SECONDS = 0.5               # show a progress bar once deleting takes this long
 STATUS_JSON_SCHEMA = 1
 
+# --- archive, restore, remove, gc (issue 5) ---
+TRANSFER_MANIFEST_NAME = '.git-ckpt-archive.json'   # checksum manifest inside every archive
+TRANSFER_JOURNAL_NAME = '.git-ckpt-transfer.journal'  # files done so far, inside a .partial
+PARTIAL_SUFFIX = '.partial'                        # a transfer in progress (or killed)
+ARCHIVE_AREA = 'archive'                           # <root>/archive when ckpt.archiveDir is unset
+ARCHIVE_FORMATS = ('dir', 'tar.zst')
+ORPHAN_NOTICE_STAMP = 'orphan-notice'              # in STATE_DIR: when the notice last showed
+ORPHAN_NOTICE_INTERVAL = 24 * 3600                 # seconds between two notices
+
 # --- links, doctor, migrate (issue 7) ---
 # transformers versions git_ckpt.setup() supports: >= first, < second.
 TRANSFORMERS_SUPPORTED = ('4.46', '6')

@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
@@ -94,3 +95,73 @@ def lstat_at(parent_fd: int, name: str) -> os.stat_result | None:
 
 def is_real_dir(st: os.stat_result | None) -> bool:
     return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def remove_tree(path: str | os.PathLike[str], *,
+                may_delete: Callable[[str, os.stat_result], bool] | None = None) -> list[str]:
+    """Delete the directory `path` and what is under it, by fd, never following
+    a symlink; return the relative paths left behind (empty: `path` is gone).
+
+    With `may_delete(relative path, lstat)`, only the files and symlinks it
+    approves go, and directories once empty (archive: delete from a source
+    exactly what its verified copy vouches for).  The caller decides whether
+    `path` may be deleted at all; a missing `path` is not an error.
+    """
+    path = Path(os.path.abspath(path))
+    try:
+        parent_fd = os.open(path.parent, DIR_FLAGS)
+    except FileNotFoundError:
+        return []
+    try:
+        st = lstat_at(parent_fd, path.name)
+        if st is None:
+            return []
+        if not is_real_dir(st):
+            raise GitCkptError(f'{path} is not a directory (a symlink?); refusing to delete through it',
+                               'nothing was deleted')
+        if may_delete is None:
+            rmtree_at(parent_fd, path.name)
+            return []
+        fd = os.open(path.name, DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            left = _remove_approved(fd, '', may_delete)
+        finally:
+            os.close(fd)
+        if not left:
+            os.rmdir(path.name, dir_fd=parent_fd)
+        return left
+    finally:
+        os.close(parent_fd)
+
+
+def _remove_approved(dir_fd: int, prefix: str,
+                     may_delete: Callable[[str, os.stat_result], bool]) -> list[str]:
+    left: list[str] = []
+    with os.scandir(dir_fd) as it:
+        names = [e.name for e in it]
+    for name in names:
+        rel = f'{prefix}{name}'
+        st = lstat_at(dir_fd, name)
+        if st is None:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # swapped for a link since the lstat
+                    left.append(rel)
+                    continue
+                raise
+            try:
+                child_left = _remove_approved(child, f'{rel}/', may_delete)
+            finally:
+                os.close(child)
+            if child_left:
+                left.extend(child_left)
+            else:
+                os.rmdir(name, dir_fd=dir_fd)
+        elif may_delete(rel, st):
+            os.unlink(name, dir_fd=dir_fd)
+        else:
+            left.append(rel)
+    return left

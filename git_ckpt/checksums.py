@@ -1,0 +1,140 @@
+"""The checksum manifest every archive carries, and checking a tree against it.
+
+`<tree>/.git-ckpt-archive.json` lists every file (size, sha256, mode,
+mtime), symlink (its target: links are recorded, never followed) and
+directory; `complete: true` is written last, so a tree whose manifest is
+missing or incomplete never verifies.  Standard library only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt import constants as C
+
+MANIFEST = C.TRANSFER_MANIFEST_NAME
+BUF_SIZE = 4 << 20
+
+
+class Problem(NamedTuple):
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f'{self.path} ({self.reason})'
+
+
+def write_manifest(directory: Path, data: dict) -> None:
+    tmp = directory / f'{MANIFEST}.tmp'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / MANIFEST)
+    fsync_dir(directory)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    buf = bytearray(BUF_SIZE)
+    size = 0
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        while True:
+            n = os.readv(fd, [buf])
+            if not n:
+                break
+            digest.update(memoryview(buf)[:n])
+            size += n
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), size
+
+
+def check_file(path: Path, sha256: str | None, size: int) -> str | None:
+    """Why `path` does not match its manifest record, or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 'missing'
+    if not stat.S_ISREG(st.st_mode):
+        return 'not a regular file'
+    if st.st_size != size:
+        return f'size {st.st_size}, expected {size}'
+    if sha256 is not None and hash_file(path)[0] != sha256:
+        return 'checksum mismatch'
+    return None
+
+
+def read_manifest(tree: Path) -> dict | None:
+    try:
+        with open(Path(tree) / MANIFEST, encoding='utf-8') as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get('complete') is not True or not isinstance(data.get('files'), dict):
+        return None
+    return data
+
+
+def verify(tree: str | os.PathLike[str]) -> list[Problem]:
+    """Every way `tree` differs from its manifest (empty: it is good).
+
+    A missing, incomplete or unreadable manifest is itself a problem: such a
+    tree is never reported good.  Files not in the manifest are problems too.
+    """
+    tree = Path(tree)
+    data = read_manifest(tree)
+    if data is None:
+        return [Problem(MANIFEST, 'missing or incomplete manifest: the archive was never finished')]
+    problems = []
+    seen: dict[tuple[int, int], str] = {}
+    for rel, record in sorted(data['files'].items()):
+        path = tree / rel
+        try:
+            st = os.lstat(path)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = None
+        if key in seen and seen[key] == record.get('sha256'):
+            continue  # a hard link to a file already verified
+        reason = check_file(path, record.get('sha256'), record.get('size', -1))
+        if reason:
+            problems.append(Problem(rel, reason))
+        elif key:
+            seen[key] = record.get('sha256')
+    for rel, target in sorted(data.get('symlinks', {}).items()):
+        try:
+            actual = os.readlink(tree / rel)
+        except OSError:
+            problems.append(Problem(rel, 'symlink missing'))
+            continue
+        if actual != target:
+            problems.append(Problem(rel, f'symlink points to {actual}, expected {target}'))
+    expected = set(data['files']) | set(data.get('symlinks', {})) | set(data.get('dirs', [])) | {MANIFEST}
+    for entry in walk_names(tree):
+        if entry not in expected:
+            problems.append(Problem(entry, 'not in the manifest'))
+    return problems
+
+
+def walk_names(tree: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        rel_dir = os.path.relpath(dirpath, tree)
+        prefix = '' if rel_dir == '.' else f'{rel_dir}/'
+        out += [f'{prefix}{n}' for n in dirnames + filenames]
+    return out

@@ -1,0 +1,390 @@
+"""Moving a directory tree somewhere else without ever losing it.
+
+Used by `archive`, `restore` and `migrate`.  The rules:
+- Same filesystem: one rename; nothing is copied, so it costs the same for
+  10 MB and 1 TB.  The manifest then records names and sizes only.
+- Otherwise the tree is copied into `<dest>.partial`: each file is read once,
+  hashed (sha256, in a helper thread so hashing overlaps the I/O) and
+  written, fsynced, then read back from the destination and hashed again.
+  Only when every file matched is the checksum manifest written, the
+  `.partial` renamed to its final name, and (if asked) the source deleted:
+  only the files that were verified, never following a symlink.
+- kill -9 at any point: the source is untouched and `<dest>.partial` holds a
+  journal of the files already copied and verified; a rerun skips those and
+  copies the rest.  A tree without a complete manifest never verifies.
+Standard library only; rich is imported lazily for the progress bar.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt import constants as C
+from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, fsync_dir, hash_file,  # noqa: F401
+                                 read_manifest, verify, write_manifest)
+from git_ckpt.errors import GitCkptError
+from git_ckpt.progress import byte_progress
+from git_ckpt.safe_delete import remove_tree
+from git_ckpt.scratch import now_iso
+
+JOURNAL = C.TRANSFER_JOURNAL_NAME
+PARTIAL = C.PARTIAL_SUFFIX
+RESERVED = (MANIFEST, JOURNAL)
+
+
+class Entry(NamedTuple):
+    rel: str
+    kind: str            # 'file', 'link' or 'dir'
+    size: int
+    mode: int
+    mtime_ns: int
+    target: str | None   # a link's target
+    inode: tuple[int, int] | None  # (dev, ino) of a file with several hard links
+
+
+class Result(NamedTuple):
+    dest: Path
+    method: str          # 'rename' or 'copy'
+    files: int
+    bytes: int
+    resumed: int         # files a rerun found already copied and verified
+    source_left: list[str]  # source paths not deleted (changed since the copy, or special files)
+
+
+def scan(src: Path, skip: tuple[str, ...] = ()) -> tuple[list[Entry], list[str]]:
+    """Every dir, file and symlink under src (never following links), and
+    the special files (fifos, sockets, devices) that cannot be archived.
+    Top-level names in `skip` are left out."""
+    entries: list[Entry] = []
+    special: list[str] = []
+
+    def walk(directory: Path, prefix: str) -> None:
+        with os.scandir(directory) as it:
+            children = sorted(it, key=lambda e: e.name)
+        for child in children:
+            rel = f'{prefix}{child.name}'
+            if not prefix and child.name in skip:
+                continue
+            st = child.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                entries.append(Entry(rel, 'dir', 0, stat.S_IMODE(st.st_mode), st.st_mtime_ns, None, None))
+                walk(Path(child.path), f'{rel}/')
+            elif stat.S_ISLNK(st.st_mode):
+                entries.append(Entry(rel, 'link', 0, 0, st.st_mtime_ns, os.readlink(child.path), None))
+            elif stat.S_ISREG(st.st_mode):
+                inode = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+                entries.append(Entry(rel, 'file', st.st_size, stat.S_IMODE(st.st_mode),
+                                     st.st_mtime_ns, None, inode))
+            else:
+                special.append(rel)
+
+    walk(src, '')
+    reserved = [e.rel for e in entries if e.rel in RESERVED]
+    if reserved:
+        raise GitCkptError(f'{src} already contains {reserved[0]} (it looks like an archive itself)',
+                           'restore it first, or move that file away')
+    return entries, special
+
+
+def same_filesystem(src: Path, dest_parent: Path) -> bool:
+    return os.stat(src).st_dev == os.stat(dest_parent).st_dev
+
+
+def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
+             delete_source: bool = False, allow_rename: bool = True,
+             progress: bool | None = None, meta: dict | None = None,
+             skip: tuple[str, ...] = ()) -> Result:
+    """Move (rename) or copy-and-verify the tree `src` to `dest`.
+
+    `dest` must not exist; its parent must.  A rename moves the source (there
+    is no copy left to delete); a copy keeps the source unless
+    `delete_source`.  `allow_rename=False` always copies (restore keeps its
+    archive).  `meta` is stored in the manifest as is; top-level names in
+    `skip` are not copied (a rename moves everything).  Raises GitCkptError
+    with the source intact on any failure.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_dir() or src.is_symlink():
+        raise GitCkptError(f'{src} is not a directory', 'give a directory to transfer')
+    if dest.exists() or dest.is_symlink():
+        raise GitCkptError(f'{dest} already exists', 'archives are never overwritten; choose another name')
+    if not dest.parent.is_dir():
+        raise GitCkptError(f'{dest.parent} does not exist', 'create it first')
+    entries, special = scan(src, skip)
+    if allow_rename and same_filesystem(src, dest.parent) and not _partial(dest).exists():
+        try:
+            return _rename(src, dest, entries, meta)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # a bind mount: same st_dev, still cross-device
+                raise _os_error(exc, dest)
+    return _copy(src, dest, entries, special, delete_source, progress, meta)
+
+
+def _partial(dest: Path) -> Path:
+    return dest.with_name(dest.name + PARTIAL)
+
+
+def _os_error(exc: OSError, dest: Path) -> GitCkptError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return GitCkptError(f'no space left on the filesystem of {dest.parent} ({exc.strerror})',
+                            'free space there or choose another destination; the source is intact')
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return GitCkptError(f'cannot write to {dest.parent}: {exc.strerror}',
+                            'choose a writable destination (--to DIR) or fix its permissions')
+    where = exc.filename or dest
+    return GitCkptError(f'cannot transfer to {dest}: {exc.strerror} ({where})',
+                        'fix the problem and rerun; the source is intact')
+
+
+def _manifest(src: Path, method: str, entries: list[Entry], hashes: dict[str, str | None],
+              links: dict[str, str], meta: dict | None) -> dict:
+    files = {}
+    for e in entries:
+        if e.kind == 'file':
+            record = {'size': e.size, 'sha256': hashes.get(e.rel), 'mode': e.mode,
+                      'mtime_ns': e.mtime_ns}
+            if e.rel in links:
+                record['link_to'] = links[e.rel]
+            files[e.rel] = record
+    return {
+        'schema': 1, 'complete': True, 'method': method, 'created': now_iso(),
+        'source': os.fspath(src), 'tool_version': C.VERSION,
+        'files': files,
+        'symlinks': {e.rel: e.target for e in entries if e.kind == 'link'},
+        'dirs': [e.rel for e in entries if e.kind == 'dir'],
+        'total_bytes': sum(e.size for e in entries if e.kind == 'file' and e.rel not in links),
+        'meta': meta or {},
+    }
+
+
+def _rename(src: Path, dest: Path, entries: list[Entry], meta: dict | None) -> Result:
+    # The manifest is computed first and written just after the rename; a
+    # crash between the two leaves a tree that does not verify (never "good"),
+    # with every byte still in it.
+    data = _manifest(src, 'rename', entries, {}, {}, meta)
+    os.rename(src, dest)
+    write_manifest(dest, data)
+    fsync_dir(dest.parent)
+    files = [e for e in entries if e.kind == 'file']
+    return Result(dest, 'rename', len(files), sum(e.size for e in files), 0, [])
+
+
+def _read_journal(partial: Path, src: Path) -> dict[str, dict] | None:
+    """Files already copied and verified by an earlier run, or None when the
+    partial is not a transfer of `src`."""
+    try:
+        lines = (partial / JOURNAL).read_text(encoding='utf-8').splitlines()
+    except OSError:
+        return None
+    done: dict[str, dict] = {}
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a kill
+        if i == 0:
+            if record.get('source') != os.fspath(src):
+                return None
+        elif isinstance(record, dict) and 'rel' in record:
+            done[record['rel']] = record
+    return done
+
+
+def partial_source(partial: Path) -> str | None:
+    """The source a `.partial` tree was being copied from, if it is ours."""
+    try:
+        with open(partial / JOURNAL, encoding='utf-8') as f:
+            return json.loads(f.readline()).get('source')
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
+          delete_source: bool, progress: bool | None, meta: dict | None) -> Result:
+    partial = _partial(dest)
+    src_real = Path(os.path.realpath(src))
+    done = _read_journal(partial, src_real) if partial.exists() else None
+    if partial.exists() and done is None:
+        if partial_source(partial) is None and not (partial / MANIFEST).exists():
+            raise GitCkptError(f'{partial} exists and is not a transfer git-ckpt started',
+                               'move it away and rerun')
+        remove_tree(partial)  # ours, for another source: restart cleanly
+    files = [e for e in entries if e.kind == 'file']
+    needed = sum(e.size for e in files if not _still_valid(done, e))
+    try:
+        if done is None:
+            os.mkdir(partial, 0o700)
+            with open(partial / JOURNAL, 'w', encoding='utf-8') as f:
+                f.write(json.dumps({'source': os.fspath(src_real), 'started': now_iso()}) + '\n')
+            done = {}
+        _check_space(dest, needed)
+        hashes, links, resumed = _copy_entries(src, partial, entries, done, progress)
+        _finish_dirs(partial, entries)
+        manifest = _manifest(src, 'copy', entries, hashes, links, meta)
+        write_manifest(partial, manifest)
+        os.unlink(partial / JOURNAL)
+        fsync_dir(partial)
+        os.rename(partial, dest)
+        fsync_dir(dest.parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            remove_tree(partial)  # a copy that cannot finish; the source is untouched
+        raise _os_error(exc, dest) from None
+    left = list(special)
+    if delete_source:
+        left += delete_verified(src, dest)
+    return Result(dest, 'copy', len(files), manifest['total_bytes'], resumed, left)
+
+
+def _still_valid(done: dict | None, e: Entry) -> bool:
+    record = (done or {}).get(e.rel)
+    return bool(record) and record.get('size') == e.size and record.get('mtime_ns') == e.mtime_ns
+
+
+def _check_space(dest: Path, needed: int) -> None:
+    st = os.statvfs(dest.parent)
+    free = st.f_bavail * st.f_frsize
+    if needed > free:
+        from git_ckpt.output import human_size
+        raise GitCkptError(
+            f'not enough space on the filesystem of {dest.parent}: need {human_size(needed)}, '
+            f'{human_size(free)} free', 'free space there or choose another destination; the source is intact')
+
+
+def _copy_entries(src: Path, partial: Path, entries: list[Entry], done: dict,
+                  progress: bool | None) -> tuple[dict, dict, int]:
+    hashes: dict[str, str] = {}
+    links: dict[str, str] = {}        # rel -> rel of the first name of the same inode
+    first_name: dict[tuple[int, int], str] = {}
+    resumed = 0
+    unique: dict = {}
+    for e in entries:
+        if e.kind == 'file':
+            unique.setdefault(e.inode or e.rel, e.size)
+    total = sum(unique.values())
+    with byte_progress(total, f'copying to {partial.name[:-len(PARTIAL)]}', progress) as bar, \
+            ThreadPoolExecutor(1) as hasher, \
+            open(partial / JOURNAL, 'a', encoding='utf-8') as journal:
+        for e in entries:
+            target = partial / e.rel
+            if e.kind == 'dir':
+                os.makedirs(target, 0o700, exist_ok=True)
+            elif e.kind == 'link':
+                if target.is_symlink():
+                    os.unlink(target)
+                os.symlink(e.target, target)
+            elif e.inode and e.inode in first_name:
+                links[e.rel] = first_name[e.inode]
+                hashes[e.rel] = hashes[links[e.rel]]
+                if target.exists() or target.is_symlink():
+                    os.unlink(target)
+                os.link(partial / links[e.rel], target)
+            else:
+                if e.inode:
+                    first_name[e.inode] = e.rel
+                if _still_valid(done, e) and _size_of(target) == e.size:
+                    hashes[e.rel] = done[e.rel]['sha256']
+                    resumed += 1
+                    bar.advance(e.size)
+                    continue
+                digest = copy_file(src / e.rel, target, hasher, bar.advance)
+                os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+                bad = check_file(target, digest, e.size)
+                if bad:
+                    raise GitCkptError(f'{target} does not match its source after copying ({bad})',
+                                       'check the destination filesystem; the source is intact')
+                hashes[e.rel] = digest
+                journal.write(json.dumps({'rel': e.rel, 'size': e.size, 'mtime_ns': e.mtime_ns,
+                                          'sha256': digest}) + '\n')
+                journal.flush()
+    return hashes, links, resumed
+
+
+def _size_of(path: Path) -> int:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return -1
+    return st.st_size if stat.S_ISREG(st.st_mode) else -1
+
+
+def copy_file(src: Path, dest: Path, hasher: ThreadPoolExecutor, advance) -> str:
+    """Copy one file, hashing what was read in a helper thread (hashlib
+    releases the GIL) while the next block is read and written; fsync it."""
+    digest = hashlib.sha256()
+    buffers = (bytearray(BUF_SIZE), bytearray(BUF_SIZE))
+    pending = None
+    src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        dest_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            i = 0
+            while True:
+                buf = buffers[i & 1]
+                i += 1
+                n = os.readv(src_fd, [buf])
+                if not n:
+                    break
+                view = memoryview(buf)[:n]
+                if pending is not None:
+                    pending.result()  # the other buffer is free again
+                pending = hasher.submit(digest.update, view)
+                written = 0
+                while written < n:
+                    written += os.write(dest_fd, view[written:])
+                advance(n)
+            if pending is not None:
+                pending.result()
+            os.fsync(dest_fd)
+        finally:
+            os.close(dest_fd)
+    finally:
+        os.close(src_fd)
+    return digest.hexdigest()
+
+
+def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
+    """Modes and mtimes of files and dirs, deepest dirs first (writing into
+    a dir changes its mtime), then fsync every dir."""
+    for e in entries:
+        if e.kind == 'file':
+            os.chmod(partial / e.rel, e.mode)
+    for e in reversed([e for e in entries if e.kind == 'dir']):
+        os.chmod(partial / e.rel, e.mode | stat.S_IRWXU)
+        os.utime(partial / e.rel, ns=(e.mtime_ns, e.mtime_ns))
+        fsync_dir(partial / e.rel)
+
+
+def delete_verified(src: Path, dest: Path) -> list[str]:
+    """Delete from `src` exactly what `dest`'s manifest vouches for: files
+    unchanged in size since the copy and the recorded symlinks; never
+    following links.  Returns the source paths left in place."""
+    data = read_manifest(dest)
+    if data is None:
+        raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
+    files, symlinks = data['files'], data.get('symlinks', {})
+
+    def verified(rel: str, st: os.stat_result) -> bool:
+        if stat.S_ISLNK(st.st_mode):
+            return rel in symlinks
+        record = files.get(rel)
+        return (record is not None and stat.S_ISREG(st.st_mode) and st.st_size == record['size']
+                and st.st_mtime_ns == record.get('mtime_ns'))
+
+    return remove_tree(src, may_delete=verified)
+
+
+def remove_partial(dest: Path) -> bool:
+    """Delete `<dest>.partial` if it is one of ours; True if something went."""
+    partial = _partial(Path(dest))
+    if partial_source(partial) is None:
+        return False
+    remove_tree(partial)
+    return True
+
