@@ -91,3 +91,9 @@ DOCTOR_JSON_SCHEMA = 1
 DOCTOR_FAIL_FREE_BYTES = 100 * 2**20       # less free space than this on root or home: a problem
 DOCTOR_WARN_FREE_BYTES = 1 * 2**30         # less than this: a warning
 DOCTOR_HF_CACHE_WARN_BYTES = 1 * 2**20     # an HF cache on home bigger than this: suggest migrate
+# Top-level worktree dirs `git ckpt migrate` proposes (besides checkpoint dirs and links).
+MIGRATE_CANDIDATE_NAMES = ('.art', 'outputs', 'output', 'unsloth_compiled_cache', 'lightning_logs',
+                           'wandb', 'checkpoints', 'runs', 'mlruns')
+MIGRATE_CHECKPOINT_GLOBS = ('checkpoint-*', 'tmp-checkpoint-*', 'checkpoints_*')
+HF_CACHE_DIR_NAME = 'huggingface'   # <root>/huggingface: where migrate --hf-cache puts the cache
+ENV_HF_HOME = 'HF_HOME'

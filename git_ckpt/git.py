@@ -169,3 +169,11 @@ def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEnt
 def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
     proc = run_git('symbolic-ref', '--quiet', '--short', 'HEAD', cwd=cwd, check=False)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def tracked_files(paths: list[str], cwd: str | os.PathLike[str]) -> list[str]:
+    """The files git tracks under `paths` (relative to cwd)."""
+    if not paths:
+        return []
+    proc = run_git('ls-files', '-z', '--', *paths, cwd=cwd)
+    return [p for p in proc.stdout.split('\0') if p]

@@ -120,6 +120,24 @@ def unlink(paths: tuple[str, ...], global_: bool) -> int:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option('--hf-cache', is_flag=True,
+              help='Move the Hugging Face cache ($HF_HOME or ~/.cache/huggingface) to the scratch root.')
+@click.option('--dry-run', '-n', is_flag=True, help='Show what would move and how; change nothing.')
+@click.option('--yes', '-y', is_flag=True, help='Move every proposed candidate without asking.')
+@click.argument('paths', nargs=-1, metavar='[PATH]...')
+def migrate(paths: tuple[str, ...], hf_cache: bool, dry_run: bool, yes: bool) -> int:
+    """Move data already in the worktree into its scratch dir and leave a link.
+
+    Same filesystem: a rename.  Otherwise: copy, verify checksums, then delete
+    the source; an interrupted run (kill, full disk) is resumed by rerunning.
+    Without PATH: proposes checkpoint dirs, .art, outputs and configured links
+    that still hold data (asks on a terminal; --yes takes them all).
+    """
+    from git_ckpt.commands.migrate import migrate_command as run
+    return run(paths, hf_cache=hf_cache, dry_run=dry_run, yes=yes)
+
+
+@cli.command(context_settings=CONTEXT)
 @click.option('--json', 'as_json', is_flag=True, help='Machine-readable report (stable schema).')
 def doctor(as_json: bool) -> int:
     """Check the setup: root, permissions, filesystems, free space, hooks, ignore
