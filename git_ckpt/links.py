@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import git
@@ -203,24 +204,29 @@ def forget(rel: str, *, global_: bool, cwd: Path) -> None:
                      value_pattern=rel, fixed_value=True, cwd=cwd)
 
 
-def apply_all(location, settings: Settings) -> list[tuple[str, str]]:
-    """Create every configured link in one worktree; problems are returned as
-    ('error', message) instead of raised, so one bad path blocks no other."""
+class Outcome(NamedTuple):
+    path: str            # the configured value
+    action: str | None   # what create() did, or None when it failed
+    error: str | None    # why it failed
+
+
+def apply_all(location, settings: Settings) -> list[Outcome]:
+    """Create every configured link in one worktree; a failure is reported in
+    its Outcome instead of raised, so one bad path blocks no other."""
     results = []
     for value in configured(settings):
         try:
-            rel = check_relative(value)
-            results.append((rel, create(location, rel)))
+            results.append(Outcome(value, create(location, check_relative(value)), None))
         except GitCkptError as exc:
-            results.append(('error', str(exc)))
+            results.append(Outcome(value, None, str(exc)))
     return results
 
 
 def post_checkout(location) -> None:
     """The post-checkout step: link the configured paths in a new worktree."""
     from git_ckpt.settings import load_settings
-    for rel, action in apply_all(location, load_settings(location.worktree.top)):
-        if rel == 'error':
-            print(f'git-ckpt: warning: link not created: {action}', file=sys.stderr)
-        elif action != 'exists':
-            print(f'git-ckpt: linked {rel} -> {location.scratch_dir / rel}', file=sys.stderr)
+    for outcome in apply_all(location, load_settings(location.worktree.top)):
+        if outcome.error:
+            print(f'git-ckpt: warning: link not created: {outcome.error}', file=sys.stderr)
+        elif outcome.action != 'exists':
+            print(f'git-ckpt: linked {outcome.path} -> {location.scratch_dir / outcome.path}', file=sys.stderr)

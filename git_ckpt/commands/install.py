@@ -91,11 +91,11 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         other_location = worktree.locate(other, settings=settings)
         created = worktree.create_scratch_dir(other_location)
         info(f'{"created" if created else "exists "} {other_location.scratch_dir}  <- {other.top}')
-        for rel, action in links.apply_all(other_location, settings):
-            if rel == 'error':
-                warn(f'link not created: {action}')
-            elif action != 'exists':
-                info(f'  linked {rel} -> {other_location.scratch_dir / rel}  ({action})')
+        for outcome in links.apply_all(other_location, settings):
+            if outcome.error:
+                warn(f'link not created: {outcome.error}')
+            elif outcome.action != 'exists':
+                info(f'  linked {outcome.path} -> {other_location.scratch_dir / outcome.path}  ({outcome.action})')
 
     if ignore.update_gitignore(wt.top, extra_ignore_patterns(settings)):
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
