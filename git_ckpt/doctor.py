@@ -314,10 +314,14 @@ def check_links(location: worktree.Location, settings: Settings) -> list[Check]:
             else:
                 out.append(Check('link', WARN, f'{rel} is linked but not in the .gitignore block',
                                  'git ckpt init', subject=rel))
+        elif state in (links.MISSING, links.EMPTY_DIR):
+            # The hook links new worktrees only: one that existed before the
+            # link was configured lacks it, and nothing is written to home yet.
+            what = 'is not linked in this worktree yet' if state == links.MISSING else \
+                'is a plain empty dir here, not a link'
+            out.append(Check('link', WARN, f'{rel} {what}', f'git ckpt link {rel}', subject=rel))
         else:
             problem, fix = {
-                links.MISSING: ('is missing', f'git ckpt link {rel}'),
-                links.EMPTY_DIR: ('is a plain empty dir, not a link', f'git ckpt link {rel}'),
                 links.STALE: ('points into an old scratch root', f'git ckpt link {rel}'),
                 links.DATA_DIR: ('is a real directory with data', f'git ckpt migrate {rel}'),
                 links.FILE: ('is a file', f'move it away, then git ckpt link {rel}'),
