@@ -203,6 +203,9 @@ def plan_hf_cache(root_real: Path, home: Path, environ=os.environ) -> Plan:
                            f'move what it points to yourself, or unset {C.ENV_HF_HOME}')
     if not os.path.lexists(src) and not dest.is_dir():
         raise GitCkptError(f'there is no Hugging Face cache at {src}', 'nothing to migrate')
+    if src.is_dir() and not _same_fs(src, home):
+        # Already off the home filesystem (HF_HOME on scratch): moving it gains nothing.
+        return Plan('HF cache', src, src, DONE, '', 0)
     return plan_move('HF cache', src, dest)
 
 

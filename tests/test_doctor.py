@@ -62,8 +62,8 @@ def healthy(inited_repo, shm_dir, monkeypatch):
     root.mkdir(mode=0o700)
     monkeypatch.setenv('GIT_CKPT_ROOT', os.fspath(root))
     ckpt('init', cwd=inited_repo)
-    rc, lines, report = doctor(inited_repo)
-    assert rc == 0 and report['problems'] == 0 and report['warnings'] == 0, lines
+    report = json.loads(ckpt('doctor', '--json', cwd=inited_repo).stdout)
+    assert report['problems'] == 0 and report['warnings'] == 0, report
     return inited_repo
 
 

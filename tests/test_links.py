@@ -207,3 +207,13 @@ def test_ignore_pattern_escapes_glob_characters():
     assert ignore_pattern('a/b') == '/a/b'
     assert ignore_pattern('run[1]*?') == '/run\\[1]\\*\\?'
     assert ignore_pattern('x ') == '/x\\ '
+
+
+def test_the_hook_path_stays_standard_library():
+    """links.py runs inside post-checkout: importing it must not pull click, rich or git."""
+    import subprocess
+    import sys
+    code = ('import sys; import git_ckpt.hook_entry, git_ckpt.links; '
+            'print(sorted(m for m in ("click", "rich", "git") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '[]'

@@ -272,3 +272,13 @@ def test_hf_cache_bad_input(inited_repo, hermetic, shm_root):
     cache.parent.mkdir(parents=True)
     os.symlink('/tmp', cache)
     assert_one_line_error(ckpt('migrate', '--hf-cache', cwd=inited_repo, check=False), 'symlink to /tmp')
+
+
+def test_hf_cache_already_off_home_is_left_alone(hermetic, shm_dir, shm_root, monkeypatch):
+    on_scratch = shm_dir / 'my-hf'
+    original = make_data(on_scratch)
+    monkeypatch.setenv('HF_HOME', os.fspath(on_scratch))
+    proc = ckpt('migrate', '--hf-cache', cwd=hermetic.tmp)
+    assert 'already off the home filesystem' in proc.stdout
+    assert f'export HF_HOME={on_scratch}' in proc.stdout.splitlines()
+    assert not on_scratch.is_symlink() and checksums(on_scratch) == original

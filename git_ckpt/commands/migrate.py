@@ -15,6 +15,8 @@ from git_ckpt.settings import load_settings, resolve_root
 
 def describe(plan: migrate.Plan) -> str:
     size = human_size(plan.size)
+    if plan.action == migrate.DONE and plan.src == plan.dest:
+        return f'{plan.label}: {plan.src} is already off the home filesystem; nothing to move'
     if plan.action == migrate.DONE:
         return f'{plan.label}: already linked to {plan.dest}'
     if plan.action == migrate.LINK:
@@ -31,6 +33,8 @@ def describe(plan: migrate.Plan) -> str:
 
 def report(moved: migrate.Moved) -> str:
     plan = moved.plan
+    if plan.action == migrate.DONE and plan.src == plan.dest:
+        return f'{plan.label}: {plan.src} is already off the home filesystem; nothing to move'
     if plan.action == migrate.DONE:
         return f'{plan.label}: already linked to {plan.dest}'
     if plan.action == migrate.LINK:
