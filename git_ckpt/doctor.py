@@ -59,7 +59,8 @@ def check_root(settings: Settings) -> tuple[list[Check], Path | None]:
     except GitCkptError as exc:
         out.append(Check('root.usable', FAIL, exc.problem, exc.fix))
         return out, None
-    out.append(Check('root.usable', OK, f'root {real} exists, is yours (or a shared sticky dir) and writable'))
+    out.append(Check('root.usable', OK,
+                     f'root {real} exists, is yours (or a shared sticky dir) and writable'))
     return out, real
 
 
@@ -81,7 +82,8 @@ def check_modes(root: Path) -> Check:
             if stat.S_IMODE(st.st_mode) & 0o077:
                 bad.append(f'{path} ({stat.S_IMODE(st.st_mode):o})')
     if bad:
-        return Check('root.modes', FAIL, f'{len(bad)} dir(s) under the root are not private: {", ".join(bad)}',
+        return Check('root.modes', FAIL,
+                     f'{len(bad)} dir(s) under the root are not private: {", ".join(bad)}',
                      'chmod 700 each of them (and remove dirs you do not own)', data={'bad': bad})
     return Check('root.modes', OK, f'{count} dir(s) under the root are private (0700, yours)',
                  data={'count': count})
@@ -164,7 +166,8 @@ def check_hook(wt: worktree.Worktree, name: str) -> list[Check]:
     if python and os.access(python, os.X_OK):
         worked, detail = _probe([python, '-m', 'git_ckpt', '--version'])
         if not worked:
-            out.append(Check('hook.python', FAIL, f'the {name} hook runs {python}, which cannot run git-ckpt: '
+            out.append(Check('hook.python', FAIL,
+                             f'the {name} hook runs {python}, which cannot run git-ckpt: '
                              f'{detail}', reinstall, subject=name))
         elif detail != C.VERSION:
             out.append(Check('hook.python', WARN, f'the {name} hook runs git-ckpt {detail} ({python}), '
@@ -176,7 +179,8 @@ def check_hook(wt: worktree.Worktree, name: str) -> list[Check]:
     on_path = shutil.which('git-ckpt')
     worked, detail = _probe([on_path, '--version']) if on_path else (False, 'not on PATH')
     if worked:
-        out.append(Check('hook.python', WARN, f'the {name} hook\'s Python {python or "(none)"} is gone; it falls '
+        out.append(Check('hook.python', WARN,
+                         f'the {name} hook\'s Python {python or "(none)"} is gone; it falls '
                          f'back to {on_path} ({detail})', reinstall, subject=name))
     else:
         out.append(Check('hook.python', FAIL, f'the {name} hook cannot reach git-ckpt: Python '
@@ -213,7 +217,8 @@ def check_distinct(wt: worktree.Worktree, project_dir: Path) -> list[Check]:
                 f'in each but the original: rm "$(git rev-parse --git-dir)/{C.WORKTREE_ID_FILE}" '
                 '&& git ckpt path (gives it a new dir)', subject=leaf))
     if not out:
-        out.append(Check('worktrees.distinct', OK, f'{len(owners)} worktree(s), each with its own scratch dir',
+        out.append(Check('worktrees.distinct', OK,
+                         f'{len(owners)} worktree(s), each with its own scratch dir',
                          data={'count': len(owners)}))
     if missing:
         out.append(Check('worktrees.created', WARN, f'no scratch dir yet for {", ".join(map(str, missing))}',
@@ -232,7 +237,8 @@ def check_orphans(root: Path) -> Check:
     data = {'count': len(orphans), 'bytes': size, 'paths': [os.fspath(p) for p in orphans]}
     if orphans:
         return Check('orphans', WARN, f'{len(orphans)} orphaned scratch dir(s) of removed worktrees, '
-                     f'{human_size(size)}', 'git ckpt gc (archives or deletes them; see git ckpt status)', data=data)
+                     f'{human_size(size)}', 'git ckpt gc (archives or deletes them; see git ckpt status)',
+                     data=data)
     return Check('orphans', OK, 'no orphaned scratch dirs', data=data)
 
 
@@ -272,7 +278,8 @@ def check_transformers() -> Check:
     if problem:
         return Check('transformers', FAIL, f'{problem}: git_ckpt.setup() will refuse it',
                      f"pip install 'transformers>={low},<{high}'", data={'version': version})
-    return Check('transformers', OK, f'transformers {version} is supported by setup()', data={'version': version})
+    return Check('transformers', OK, f'transformers {version} is supported by setup()',
+                 data={'version': version})
 
 
 def check_hf_cache(home: Path) -> Check:
@@ -285,7 +292,8 @@ def check_hf_cache(home: Path) -> Check:
     data = {'path': os.fspath(path), 'bytes': size}
     on_home = os.stat(path).st_dev == os.stat(home).st_dev
     if on_home and size >= C.DOCTOR_HF_CACHE_WARN_BYTES:
-        return Check('hf.cache', WARN, f'Hugging Face cache {label} holds {human_size(size)} on the home filesystem',
+        return Check('hf.cache', WARN,
+                     f'Hugging Face cache {label} holds {human_size(size)} on the home filesystem',
                      'git ckpt migrate --hf-cache', data=data)
     where = 'home filesystem' if on_home else 'a filesystem other than home'
     return Check('hf.cache', OK, f'Hugging Face cache {label}: {human_size(size)} on {where}', data=data)
@@ -325,7 +333,8 @@ def check_links(location: worktree.Location, settings: Settings) -> list[Check]:
                 links.STALE: ('points into an old scratch root', f'git ckpt link {rel}'),
                 links.DATA_DIR: ('is a real directory with data', f'git ckpt migrate {rel}'),
                 links.FILE: ('is a file', f'move it away, then git ckpt link {rel}'),
-                links.FOREIGN: ('is a symlink somewhere else', f'rm {rel} (the symlink), then git ckpt link {rel}'),
+                links.FOREIGN: ('is a symlink somewhere else',
+                                f'rm {rel} (the symlink), then git ckpt link {rel}'),
             }[state]
             out.append(Check('link', FAIL, f'link {rel} {problem}', fix, subject=rel))
     return out

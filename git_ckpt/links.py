@@ -180,7 +180,8 @@ def remove(location, rel: str) -> str:
     if current not in (LINKED, STALE):
         kind = f'a symlink to {os.readlink(path)}' if current == FOREIGN else (
             'a file' if current == FILE else 'a real directory')
-        raise GitCkptError(f'{path} is not a git-ckpt link (it is {kind})', 'nothing removed; leave it or remove it by hand')
+        raise GitCkptError(f'{path} is not a git-ckpt link (it is {kind})',
+                           'nothing removed; leave it or remove it by hand')
     os.unlink(path)
     return 'removed'
 
@@ -229,4 +230,5 @@ def post_checkout(location) -> None:
         if outcome.error:
             print(f'git-ckpt: warning: link not created: {outcome.error}', file=sys.stderr)
         elif outcome.action != 'exists':
-            print(f'git-ckpt: linked {outcome.path} -> {location.scratch_dir / outcome.path}', file=sys.stderr)
+            target = location.scratch_dir / outcome.path
+            print(f'git-ckpt: linked {outcome.path} -> {target}', file=sys.stderr)

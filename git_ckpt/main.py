@@ -97,7 +97,8 @@ def prune(cli_root: str | None, keep: int, all_worktrees: bool, grace: float, ke
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option('--global', 'global_', is_flag=True, help='Record the links in the global git config (every repository).')
+@click.option('--global', 'global_', is_flag=True,
+              help='Record the links in the global git config (every repository).')
 @click.argument('paths', nargs=-1, metavar='[PATH]...')
 def link(paths: tuple[str, ...], global_: bool) -> int:
     """Make each PATH in this worktree a symlink to the same path in its scratch dir.

@@ -95,7 +95,8 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
             if outcome.error:
                 warn(f'link not created: {outcome.error}')
             elif outcome.action != 'exists':
-                info(f'  linked {outcome.path} -> {other_location.scratch_dir / outcome.path}  ({outcome.action})')
+                target = other_location.scratch_dir / outcome.path
+                info(f'  linked {outcome.path} -> {target}  ({outcome.action})')
 
     if ignore.update_gitignore(wt.top, extra_ignore_patterns(settings)):
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')

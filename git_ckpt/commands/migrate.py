@@ -20,7 +20,8 @@ def describe(plan: migrate.Plan) -> str:
     if plan.action == migrate.DONE:
         return f'{plan.label}: already linked to {plan.dest}'
     if plan.action == migrate.LINK:
-        return f'{plan.label}: data already in {plan.dest} (an earlier run was interrupted); only the link is missing'
+        return (f'{plan.label}: data already in {plan.dest} (an earlier run was interrupted); '
+                'only the link is missing')
     if plan.action == migrate.FINISH:
         return (f'{plan.label} ({size}): its verified copy is already in {plan.dest}; '
                 'the source is deleted next (an earlier run was interrupted)')
@@ -58,7 +59,8 @@ def _summary(moves: list[migrate.Moved], source_fs: Path, home: Path) -> str:
     return f'migrated {len(moves)} dir(s); {where} {human_size(freed)}{note}'
 
 
-def _choose(candidates: list[migrate.Candidate], *, yes: bool, dry_run: bool) -> list[migrate.Candidate] | None:
+def _choose(candidates: list[migrate.Candidate], *, yes: bool,
+            dry_run: bool) -> list[migrate.Candidate] | None:
     """The candidates to move; None: listed only (no TTY to ask, no --yes)."""
     info('found in this worktree:')
     for c in candidates:
