@@ -230,6 +230,8 @@ def check_orphans(root: Path) -> Check:
     """Scratch dirs whose worktree is gone, in every project under the root."""
     orphans = []
     for project_dir in scratch.iter_project_dirs(root):
+        if os.lstat(project_dir).st_uid != os.geteuid():
+            continue  # another user's project in a shared root: not ours to judge
         manifest = scratch.read_json(project_dir / C.REPO_MANIFEST_NAME) or {}
         common_dir = Path(manifest.get('repo', project_dir / 'missing'))
         orphans += [e.scratch_dir for e in worktree.scratch_entries(project_dir, common_dir) if e.is_orphan]
