@@ -186,7 +186,7 @@ def test_candidates_without_a_terminal_are_only_listed(inited_repo, shm_root):
 
 
 def test_candidates_on_a_terminal_are_asked_one_by_one(inited_repo, shm_root):
-    make_data(inited_repo / '.art')
+    make_data(inited_repo / '.art', files=4, size=1 << 20)  # big enough for a progress bar
     make_data(inited_repo / 'wandb')
     env = {**os.environ}
     # `script` gives the command a real pseudo-terminal; answer yes, then no.
@@ -194,6 +194,7 @@ def test_candidates_on_a_terminal_are_asked_one_by_one(inited_repo, shm_root):
                           input='y\nn\n', capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc
     assert 'move .art' in proc.stdout and 'move wandb' in proc.stdout
+    assert 'copying to .art' in proc.stdout  # the progress bar, drawn on the terminal
     assert (inited_repo / '.art').is_symlink()
     assert not (inited_repo / 'wandb').is_symlink() and (inited_repo / 'wandb' / 'log.txt').exists()
 
