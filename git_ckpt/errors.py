@@ -22,3 +22,26 @@ class GitCkptError(Exception):
 
 def error_line(exc: BaseException) -> str:
     return f'git-ckpt: error: {exc}'
+
+
+def report(exc: BaseException) -> int:
+    """Print one stderr line for an exception that reached the top; return the
+    exit code.  Shared by the click CLI and the fast paths that avoid click."""
+    import os
+    import sys
+    if isinstance(exc, GitCkptError):
+        print(error_line(exc), file=sys.stderr)
+        return 1
+    if isinstance(exc, KeyboardInterrupt):
+        print('git-ckpt: interrupted', file=sys.stderr)
+        return 130
+    if isinstance(exc, OSError):
+        where = f' {exc.filename}' if exc.filename else ''
+        print(f'git-ckpt: error: {exc.strerror or exc}{where}; check the path and its permissions',
+              file=sys.stderr)
+        return 1
+    if os.environ.get('GIT_CKPT_DEBUG'):
+        raise exc
+    print(f'git-ckpt: internal error: {exc!r}; rerun with GIT_CKPT_DEBUG=1 for the traceback '
+          'and report it', file=sys.stderr)
+    return 3

@@ -43,7 +43,7 @@ def run_git(
     except FileNotFoundError:
         if cwd is not None and not os.path.isdir(cwd):
             raise GitCkptError(f'{cwd} does not exist', 'give the path of an existing worktree')
-        raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.31')
+        raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.36')
     except NotADirectoryError:
         raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
     if check and proc.returncode != 0:
@@ -69,6 +69,14 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     )
     if proc.returncode != 0:
         where = os.fspath(cwd) if cwd is not None else os.getcwd()
+        if 'must be run in a work tree' in proc.stderr:
+            # A bare repository, or inside some .git dir (an error path: a
+            # second call costs nothing on the way that works).
+            bare = run_git('rev-parse', '--is-bare-repository', cwd=cwd, check=False)
+            if bare.stdout.strip() == 'true':
+                return RepoPaths(None, *_git_dirs(cwd), True)
+            raise GitCkptError(f'{where} is inside a git dir, not a worktree',
+                               'cd to the top of a worktree (or one of its subdirectories)')
         if 'not a git repository' in proc.stderr:
             raise GitCkptError(
                 f'{where} is not inside a git repository',
@@ -82,6 +90,12 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     return RepoPaths(top, Path(lines[1]), Path(lines[2]), is_bare)
 
 
+def _git_dirs(cwd: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+    proc = run_git('rev-parse', '--path-format=absolute', '--git-dir', '--git-common-dir', cwd=cwd)
+    git_dir, common_dir = proc.stdout.split('\n')[:2]
+    return Path(git_dir), Path(common_dir)
+
+
 def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:
     """Every `ckpt.*` setting as (scope, key, value), in git's order
     (system, global, local, worktree); later entries override earlier ones."""
@@ -92,7 +106,8 @@ def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str,
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
-    # With --null, --show-scope prints `scope NUL key LF value NUL` per entry.
+    # With --null, git separates the scope from its record by NUL too:
+    # "scope\0key\nvalue\0" per entry.
     fields = proc.stdout.split('\0')
     out = []
     for scope, record in zip(fields[0::2], fields[1::2]):

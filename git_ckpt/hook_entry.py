@@ -5,10 +5,12 @@ pay for click, GitPython or rich.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
+from git_ckpt.settings import quiet
 
 
 def post_checkout(args: list[str]) -> int:
@@ -16,24 +18,41 @@ def post_checkout(args: list[str]) -> int:
 
     Never fails the checkout: any problem is one warning line and exit 0.
     """
-    if args and args[0] not in (C.NULL_SHA1, C.NULL_SHA256):
+    # The pre-commit framework passes the refs in its environment, not as args.
+    previous = args[0] if args else os.environ.get('PRE_COMMIT_FROM_REF', '')
+    if previous not in (C.NULL_SHA1, C.NULL_SHA256):
         return 0  # a branch switch; the shim normally filters these already
     try:
         from git_ckpt import worktree
         wt = worktree.current_worktree()
+        if not (wt.common_dir / C.REPO_ID_FILE).is_file():
+            # Not a repository `git ckpt init` set up (e.g. a clone under a
+            # global core.hooksPath that holds our hook): leave it alone.
+            return 0
         location = worktree.locate(wt)
         created = worktree.create_scratch_dir(location)
-        if location.root.warning:
-            print(f'git-ckpt: warning: {location.root.warning}', file=sys.stderr)
-        if created:
-            print(f'git-ckpt: scratch dir for {wt.top.name}: {location.scratch_dir}', file=sys.stderr)
-        for extra in POST_CHECKOUT_EXTRAS:
+        if not quiet():
+            if location.root.warning:
+                print(f'git-ckpt: warning: {location.root.warning}', file=sys.stderr)
+            if created:
+                print(f'git-ckpt: scratch dir for {wt.top.name}: {location.scratch_dir}', file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as exc:
+        _warn(exc)
+        return 0
+    for extra in POST_CHECKOUT_EXTRAS:
+        try:  # one failing step does not keep the others from running
             extra(location)
-    except GitCkptError as exc:
-        print(f'git-ckpt: warning: {exc} (checkout not affected)', file=sys.stderr)
-    except Exception as exc:  # never break a checkout over our bug
-        print(f'git-ckpt: warning: post-checkout failed: {exc!r} (checkout not affected)', file=sys.stderr)
+        except (Exception, KeyboardInterrupt) as exc:
+            _warn(exc)
     return 0
+
+
+def _warn(exc: BaseException) -> None:
+    """One line, never a traceback: the checkout itself has succeeded."""
+    if isinstance(exc, GitCkptError):
+        print(f'git-ckpt: warning: {exc} (checkout not affected)', file=sys.stderr)
+    else:  # our bug: still never break a checkout over it
+        print(f'git-ckpt: warning: post-checkout failed: {exc!r} (checkout not affected)', file=sys.stderr)
 
 
 # Steps later features add to post-checkout (worktree links, orphan notice);

@@ -16,26 +16,40 @@ def update_gitignore(top: Path, extra: tuple[str, ...] | list[str] = ()) -> bool
     Returns True when the file changed."""
     path = top / '.gitignore'
     try:
-        old = path.read_text(encoding='utf-8')
+        # Not every .gitignore is UTF-8: keep undecodable bytes as they are.
+        old = path.read_text(encoding='utf-8', errors='surrogateescape')
     except FileNotFoundError:
         old = ''
     lines = old.splitlines()
     block = render_block(extra)
-    if C.IGNORE_BEGIN in lines and C.IGNORE_END in lines[lines.index(C.IGNORE_BEGIN):]:
-        start = lines.index(C.IGNORE_BEGIN)
-        end = lines.index(C.IGNORE_END, start)
+    span = _block_span(lines)
+    if span is not None:
+        start, end = span
         new_lines = lines[:start] + block + lines[end + 1:]
     else:
         new_lines = lines + ([''] if lines and lines[-1].strip() else []) + block
     new = '\n'.join(new_lines) + '\n'
     if new == old:
         return False
-    path.write_text(new, encoding='utf-8')
+    path.write_text(new, encoding='utf-8', errors='surrogateescape')
     return True
+
+
+def _block_span(lines: list[str]) -> tuple[int, int] | None:
+    """(begin, end) line indexes of our block: the first end marker and the
+    nearest begin marker above it, so a stray begin marker left by hand
+    never swallows the user's lines between it and our block."""
+    try:
+        end = lines.index(C.IGNORE_END)
+    except ValueError:
+        return None
+    begins = [i for i in range(end) if lines[i] == C.IGNORE_BEGIN]
+    return (begins[-1], end) if begins else None
 
 
 def has_block(top: Path) -> bool:
     try:
-        return C.IGNORE_BEGIN in (top / '.gitignore').read_text(encoding='utf-8').splitlines()
+        text = (top / '.gitignore').read_text(encoding='utf-8', errors='surrogateescape')
+        return C.IGNORE_BEGIN in text.splitlines()
     except OSError:
         return False

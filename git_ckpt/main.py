@@ -1,13 +1,12 @@
 """The `git ckpt` command line: wiring only; each command lives in commands/."""
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from git_ckpt import constants as C
-from git_ckpt.errors import GitCkptError, error_line
+from git_ckpt.errors import report
 
 CONTEXT = {'help_option_names': ['-h', '--help'], 'max_content_width': 100}
 ROOT_OPTION = click.option('--root', 'cli_root', metavar='DIR',
@@ -25,15 +24,20 @@ def cli() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@ROOT_OPTION
-@click.option('--global', 'global_', is_flag=True, help='Store --root in the global git config.')
+@click.option('--root', 'cli_root', metavar='DIR',
+              help="Scratch root to record as ckpt.root in this repository's git config.")
+@click.option('--global', 'global_', is_flag=True,
+              help='Record --root in the global git config instead (for all your repositories).')
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
 @click.option('--link', 'link_paths', metavar='PATH', multiple=True,
               help='Also link PATH into scratch, as `git ckpt link PATH` (repeatable).')
 def init(cli_root: str | None, global_: bool, name: str | None, link_paths: tuple[str, ...]) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
-    Idempotent: running it again changes nothing that is already right.
+    Records the root (with --root), installs the post-checkout hook into the
+    hooks dir shared by all worktrees, creates the scratch dir of every
+    existing worktree and keeps one marked block in .gitignore.  Idempotent:
+    running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
     return run(cli_root=cli_root, global_=global_, name=name, link_paths=link_paths)
@@ -153,11 +157,12 @@ def doctor(as_json: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        # Bare `git ckpt`: the help, on stdout, not an error.
+        argv = ['-h']
     try:
         result = cli.main(args=argv, prog_name='git ckpt', standalone_mode=False)
-    except GitCkptError as exc:
-        print(error_line(exc), file=sys.stderr)
-        return 1
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.Abort:
@@ -165,20 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as exc:
         # One line, not click's usage block.
-        print(f'git-ckpt: error: {exc.format_message()}; see git ckpt -h', file=sys.stderr)
+        message = exc.format_message().strip().rstrip('.').replace('\n', ' ')
+        print(f'git-ckpt: error: {message}; see git ckpt -h', file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print('git-ckpt: interrupted', file=sys.stderr)
-        return 130
-    except OSError as exc:
-        where = f' {exc.filename}' if exc.filename else ''
-        print(f'git-ckpt: error: {exc.strerror or exc}{where}; check the path and its permissions',
-              file=sys.stderr)
-        return 1
-    except Exception as exc:
-        if os.environ.get('GIT_CKPT_DEBUG'):
-            raise
-        print(f'git-ckpt: internal error: {exc!r}; rerun with GIT_CKPT_DEBUG=1 for the traceback '
-              'and report it', file=sys.stderr)
-        return 3
+    except (Exception, KeyboardInterrupt) as exc:
+        return report(exc)
     return result if isinstance(result, int) else 0

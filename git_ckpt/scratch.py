@@ -103,6 +103,23 @@ def ensure_private_dir(root: Path, relative: Path | str, *, create: bool = True)
     return current
 
 
+def ensure_standalone_dir(path: Path) -> Path:
+    """Create (or check) a directory named outside any root (GIT_CKPT_DIR).
+
+    The existing ancestors are taken as they are (the user chose them); the
+    components we create are 0700, and the directory itself must end up a real
+    directory of ours, not a symlink or someone else's pre-created dir.
+    """
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if existing == path:
+        check_owned_dir(path)
+        return path
+    return ensure_private_dir(existing, path.relative_to(existing))
+
+
 def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
     st = os.lstat(path) if st is None else st
     if stat.S_ISLNK(st.st_mode):
@@ -120,14 +137,24 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write via a temp file + rename so readers never see half a file."""
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp')  # unique per writer
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

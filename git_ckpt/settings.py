@@ -86,11 +86,12 @@ def resolve_root(
     if cli_root:
         return RootChoice(_absolute(cli_root), '--root', None)
     if environ.get(C.ENV_ROOT):
-        return RootChoice(_absolute(environ[C.ENV_ROOT]), C.ENV_ROOT, None)
+        return RootChoice(_absolute_setting(environ[C.ENV_ROOT], C.ENV_ROOT), C.ENV_ROOT, None)
     configured = settings.get(C.CONFIG_ROOT) if settings is not None else None
     if configured:
         value, scope = configured
-        return RootChoice(_absolute(value), f'git config {C.CONFIG_ROOT} ({scope})', None)
+        return RootChoice(_absolute_setting(value, f'{C.CONFIG_ROOT} ({scope} git config)'),
+                          f'git config {C.CONFIG_ROOT} ({scope})', None)
     for path, label in autodetect_candidates(environ):
         if _usable(path):
             return RootChoice(_absolute(path), f'autodetected {label}', None)
@@ -104,6 +105,17 @@ def resolve_root(
 
 def _absolute(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _absolute_setting(value: str, where: str) -> Path:
+    """A root from the environment or git config must be absolute: hooks and
+    jobs run from other directories, and a relative root would give each of
+    them a different scratch dir."""
+    expanded = os.path.expanduser(value)
+    if not os.path.isabs(expanded):
+        raise GitCkptError(f'scratch root {value!r} from {where} is a relative path',
+                           'set an absolute path (or ~/...), e.g. /scratch/$USER')
+    return Path(os.path.normpath(expanded))
 
 
 def validate_name(name: str) -> str:

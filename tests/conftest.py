@@ -117,6 +117,84 @@ def unprivileged_user():
     return entry
 
 
+# --- core (issue 2) helpers ---------------------------------------------------
+
+def assert_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """A user error: non-zero exit, exactly one stderr line, no traceback,
+    naming each of `needles`.  Returns the line."""
+    assert proc.returncode != 0, f'expected failure, got 0\nstdout:\n{proc.stdout}'
+    assert 'Traceback' not in proc.stderr + proc.stdout, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, f'expected one stderr line, got:\n{proc.stderr}'
+    assert lines[0].startswith('git-ckpt: error: '), lines[0]
+    for needle in needles:
+        assert needle in lines[0], f'{needle!r} not in {lines[0]!r}'
+    return lines[0]
+
+
+def add_worktree(repo: Path, path: Path, *args: str) -> Path:
+    """`git worktree add` (hooks fire as for a user); returns the path."""
+    git('worktree', 'add', '-q', *args, path, cwd=repo)
+    return path
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid)
+
+
+class AsUser:
+    """Run Python (stdlib-only git_ckpt code paths, e.g. `-m git_ckpt path`)
+    as the unprivileged user.  `sandbox` is a root-owned 0755 dir it can
+    reach (pytest's tmp dirs are 0700); `home` is its own."""
+
+    def __init__(self, entry, python: str, sandbox: Path) -> None:
+        self.entry = entry
+        self.python = python
+        self.sandbox = sandbox
+        self.home = sandbox / 'home'
+        self.home.mkdir()
+        os.chown(self.home, entry.pw_uid, entry.pw_gid)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(('GIT_CKPT', 'GIT_CONFIG'))}
+        env.update(HOME=os.fspath(self.home), PATH='/usr/sbin:/usr/bin:/sbin:/bin', GIT_CONFIG_NOSYSTEM='1',
+                   PYTHONPATH=os.fspath(Path(__file__).resolve().parent.parent), USER=self.entry.pw_name)
+        env.update(extra)
+        return env
+
+    def run(self, *args, cwd=None, check=False, **env) -> subprocess.CompletedProcess:
+        return run(['runuser', '-u', self.entry.pw_name, '--', self.python, *args],
+                   cwd=cwd, check=check, env=self.env(**env))
+
+    def own(self, path: Path) -> Path:
+        chown_tree(path, self.entry.pw_uid, self.entry.pw_gid)
+        return path
+
+
+@pytest.fixture
+def as_unprivileged(unprivileged_user):
+    import tempfile
+    sandbox = Path(tempfile.mkdtemp(prefix='git-ckpt-test-'))
+    sandbox.chmod(0o755)
+    try:
+        src = Path(__file__).resolve().parent.parent
+        for python in (sys.executable, shutil.which('python3', path='/usr/bin:/bin')):
+            if not python:
+                continue
+            probe = run(['runuser', '-u', UNPRIVILEGED_USER, '--', python, '-c', 'import git_ckpt.worktree'],
+                        check=False, env={**os.environ, 'PYTHONPATH': os.fspath(src)})
+            if probe.returncode == 0:
+                yield AsUser(unprivileged_user, python, sandbox)
+                break
+        else:
+            pytest.skip('no Python the unprivileged user can run git_ckpt with')
+    finally:
+        shutil.rmtree(sandbox, ignore_errors=True)
+
+
 @pytest.fixture
 def tmpfs_mount(tmp_path):
     """Factory: mount a tmpfs of `size` (e.g. '1m') at a fresh dir, unmounted in

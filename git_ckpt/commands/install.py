@@ -9,7 +9,7 @@ from git_ckpt import constants as C
 from git_ckpt import git, hooks, ignore, links, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import info, warn
-from git_ckpt.scratch import check_root
+from git_ckpt.scratch import check_root, iter_managed_dirs, write_json_atomic
 from git_ckpt.settings import load_settings, validate_name
 
 
@@ -47,9 +47,18 @@ def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
         old_dir = None
     git.config_set(C.CONFIG_NAME, name, cwd=wt.top)
     new_dir = worktree.locate(wt).project_dir
-    if old_dir and old_dir != new_dir and old_dir.is_dir() and not new_dir.exists():
-        os.rename(old_dir, new_dir)
-        info(f'moved {old_dir} -> {new_dir}')
+    if not old_dir or old_dir == new_dir or not old_dir.is_dir() or old_dir.is_symlink():
+        return
+    if os.path.lexists(new_dir):
+        warn(f'{new_dir} already exists, so {old_dir} was not moved into it; '
+             'move what you need by hand')
+        return
+    os.rename(old_dir, new_dir)
+    # Keep the manifests truthful about the project dir they sit in.
+    for scratch_dir, manifest in iter_managed_dirs(new_dir):
+        if manifest.get('project') != new_dir.name:
+            write_json_atomic(scratch_dir / C.MANIFEST_NAME, {**manifest, 'project': new_dir.name})
+    info(f'moved {old_dir} -> {new_dir}')
 
 
 def init(*, cli_root: str | None, global_: bool, name: str | None,
@@ -66,7 +75,8 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         _store_name(wt, name, settings)
         settings = load_settings(wt.top)
 
-    location = worktree.locate(wt, settings=settings)
+    # With --root, set up under that root now, whatever overrides it later.
+    location = worktree.locate(wt, settings=settings, cli_root=cli_root)
     for rel in new_links:
         links.refuse_unlinkable(wt.top, location.scratch_dir, rel)
     for rel in new_links:
@@ -76,6 +86,9 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
     info(f'scratch root: {location.root_real}  ({location.root.source})')
     if location.root.warning:
         warn(location.root.warning)
+    if cli_root:
+        for shadow in _shadowing_root(settings, global_):
+            warn(f'{shadow} overrides the ckpt.root just recorded; unset it to use {location.root_real}')
 
     if hooks.uses_pre_commit_framework(wt):
         info(f'{C.PRE_COMMIT_CONFIG} found: the pre-commit framework owns the hook scripts; '
@@ -88,7 +101,7 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         if entry.bare or entry.prunable or not entry.path.is_dir():
             continue
         other = wt if entry.path == wt.top else worktree.current_worktree(entry.path)
-        other_location = worktree.locate(other, settings=settings)
+        other_location = worktree.locate(other, settings=settings, cli_root=cli_root)
         created = worktree.create_scratch_dir(other_location)
         info(f'{"created" if created else "exists "} {other_location.scratch_dir}  <- {other.top}')
         for outcome in links.apply_all(other_location, settings):
@@ -102,6 +115,19 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
     info(f'this worktree\'s scratch dir: {location.scratch_dir}')
     return 0
+
+
+def _shadowing_root(settings, global_: bool) -> list[str]:
+    """What would keep later commands from using the root `init --root` just
+    recorded: GIT_CKPT_ROOT in this environment, or (for --global) a
+    repository-level ckpt.root."""
+    out = []
+    if os.environ.get(C.ENV_ROOT):
+        out.append(f'{C.ENV_ROOT}={os.environ[C.ENV_ROOT]} (set in your environment)')
+    configured = settings.get(C.CONFIG_ROOT)
+    if global_ and configured and configured[1] in ('local', 'worktree'):
+        out.append(f'{C.CONFIG_ROOT}={configured[0]} in this repository\'s git config')
+    return out
 
 
 def extra_ignore_patterns(settings) -> list[str]:

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# git-ckpt quickstart: an end-to-end demo in a throwaway sandbox.
+#
+#   bash examples/quickstart.sh
+#
+# Everything happens under one `mktemp -d` dir (a repo, its worktrees, a
+# scratch root, a HOME and a global git config of its own) that is deleted on
+# exit; your real home, git config and scratch are not touched.  It installs
+# nothing: git-ckpt must already be importable (see "Install" in README.md).
+# Each step is a numbered `step` block; later features add theirs at the end.
+set -euo pipefail
+
+# --- find git-ckpt --------------------------------------------------------------
+PYTHON=${PYTHON:-python3}
+if command -v git-ckpt >/dev/null 2>&1; then
+    ckpt() { git ckpt "$@"; }
+elif "$PYTHON" -c 'import git_ckpt' >/dev/null 2>&1; then
+    # The console script is not on PATH (a cluster's module system, say):
+    # `python -m git_ckpt` is the same command.
+    ckpt() { "$PYTHON" -m git_ckpt "$@"; }
+else
+    echo "quickstart: git-ckpt is not installed for $PYTHON." >&2
+    echo "quickstart: install it first (pip install git-ckpt, or pip install . in a clone)," >&2
+    echo "quickstart: or point PYTHON at an interpreter that has it: PYTHON=/path/to/python bash $0" >&2
+    exit 2
+fi
+
+# --- a sandbox that is removed on exit -------------------------------------------
+SANDBOX=$(mktemp -d "${TMPDIR:-/tmp}/git-ckpt-quickstart.XXXXXX")
+trap 'rm -rf "$SANDBOX"' EXIT
+export HOME="$SANDBOX/home"
+export GIT_CONFIG_GLOBAL="$HOME/.gitconfig"
+export GIT_CONFIG_NOSYSTEM=1
+unset GIT_CKPT_DIR GIT_CKPT_ROOT GIT_CKPT_QUIET SCRATCH XDG_CACHE_HOME GIT_DIR GIT_WORK_TREE
+mkdir -p "$HOME"
+git config --global user.name 'Quickstart'
+git config --global user.email 'quickstart@example.invalid'
+git config --global init.defaultBranch main
+git config --global advice.detachedHead false
+
+ROOT="$SANDBOX/scratch"       # stands in for /scratch/$USER
+PROJECTS="$SANDBOX/code"      # stands in for ~/code
+
+n=0
+step() {
+    n=$((n + 1))
+    printf '\n== %d. %s\n' "$n" "$*"
+}
+show() {  # print a command as you would type it, then run it
+    if [ "$1" = ckpt ]; then printf '$ git %s\n' "$*"; else printf '$ %s\n' "$*"; fi
+    "$@"
+}
+
+step "a project repository with one commit"
+mkdir -p "$PROJECTS/proj" "$ROOT"
+chmod 700 "$ROOT"
+cd "$PROJECTS/proj"
+git init -q
+printf 'print("training")\n' > train.py
+git add train.py
+git commit -q -m 'first commit'
+echo "repo: $PWD"
+
+step "git ckpt init: record the scratch root, install the hook, add the .gitignore block"
+show ckpt init --root "$ROOT"
+show cat .gitignore
+
+step "git worktree add, twice: the hook creates each new worktree's scratch dir"
+show git worktree add -q ../exp1 2>&1
+show git worktree add -q ../exp2 -b lr-sweep 2>&1
+
+step "git ckpt path in each worktree: one dir per worktree"
+for wt in proj exp1 exp2; do
+    cd "$PROJECTS/$wt"
+    printf '%-5s -> %s\n' "$wt" "$(ckpt path)"
+done
+cd "$PROJECTS/exp1"
+echo "a training script writes there:"
+show mkdir -p "$(ckpt path)/run1/checkpoint-500"
+cd "$PROJECTS/exp1/"
+git switch -q -c exp1-variant
+echo "after a branch switch exp1 still maps to: $(ckpt path)"
+
+step "the scratch root"
+cd "$ROOT"
+find . -mindepth 1 | sort | sed -e 's|^\./||' -e 's|[^/]*/|    |g'
+
+echo
+echo "quickstart: done; the sandbox $SANDBOX is removed on exit"

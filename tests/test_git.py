@@ -1,0 +1,99 @@
+"""git plumbing (git_ckpt/git.py) against real repositories."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import add_worktree, git, make_repo
+from git_ckpt import git as G
+from git_ckpt.errors import GitCkptError
+
+
+def test_repo_paths_main_linked_subdir(repo, hermetic):
+    exp1 = add_worktree(repo, hermetic.tmp / 'exp 1', '-b', 'exp1')
+    main = G.repo_paths(repo)
+    assert main == G.RepoPaths(repo, repo / '.git', repo / '.git', False)
+    (exp1 / 'sub').mkdir()
+    linked = G.repo_paths(exp1 / 'sub')
+    assert linked.top == exp1 and linked.common_dir == repo / '.git'
+    assert linked.git_dir == repo / '.git' / 'worktrees' / 'exp-1'  # git sanitizes admin names
+
+
+def test_repo_paths_bare_and_git_dir_and_outside(hermetic, repo):
+    bare = hermetic.tmp / 'b.git'
+    git('init', '-q', '--bare', bare)
+    paths = G.repo_paths(bare)
+    assert paths.is_bare and paths.top is None and paths.common_dir == bare
+    with pytest.raises(GitCkptError, match='inside a git dir'):
+        G.repo_paths(repo / '.git')
+    with pytest.raises(GitCkptError, match='not inside a git repository'):
+        G.repo_paths(hermetic.tmp)
+    with pytest.raises(GitCkptError, match='does not exist'):
+        G.repo_paths(hermetic.tmp / 'missing')
+
+
+def test_git_missing_is_one_error(hermetic, monkeypatch):
+    monkeypatch.setenv('PATH', os.fspath(hermetic.tmp))
+    with pytest.raises(GitCkptError, match='git is not installed') as info:
+        G.run_git('--version')
+    assert '2.36' in info.value.fix
+
+
+def test_run_git_check_raises_with_gits_first_line(repo):
+    with pytest.raises(GitCkptError, match="git rev-parse failed: fatal: ") as info:
+        G.run_git('rev-parse', 'no-such-ref', cwd=repo)
+    assert '\n' not in str(info.value)
+    assert G.run_git('rev-parse', 'no-such-ref', cwd=repo, check=False).returncode != 0
+
+
+def test_config_roundtrip_and_scopes(repo):
+    G.config_set('ckpt.allow', 'a b', cwd=repo)
+    G.config_set('ckpt.allow', 'c', add=True, cwd=repo)
+    G.config_set('ckpt.root', '/g', scope='global', cwd=repo)
+    G.config_set('ckpt.root', '/l', cwd=repo)
+    assert G.config_get('ckpt.root', cwd=repo) == '/l'
+    assert G.config_get('ckpt.nothing', cwd=repo) is None
+    assert G.config_get_all(repo) == [
+        ('global', 'ckpt.root', '/g'),
+        ('local', 'ckpt.allow', 'a b'), ('local', 'ckpt.allow', 'c'), ('local', 'ckpt.root', '/l'),
+    ]
+    G.config_unset('ckpt.allow', value_pattern='^c$', cwd=repo)
+    G.config_unset('ckpt.nothing', cwd=repo)  # nothing to unset: fine
+    assert [v for _, k, v in G.config_get_all(repo) if k == 'ckpt.allow'] == ['a b']
+
+
+def test_config_value_with_newline(repo):
+    G.config_set('ckpt.name', 'two\nlines', cwd=repo)
+    assert G.config_get_all(repo) == [('local', 'ckpt.name', 'two\nlines')]
+
+
+def test_worktree_list(repo, hermetic):
+    a = add_worktree(repo, hermetic.tmp / 'a b', '-b', 'feature/x')
+    d = add_worktree(repo, hermetic.tmp / 'detached', '--detach')
+    gone = add_worktree(repo, hermetic.tmp / 'gone')
+    git('worktree', 'lock', '--reason', 'on a laptop', a, cwd=repo)
+    shutil.rmtree(gone)
+    entries = {e.path: e for e in G.worktree_list(repo)}
+    assert entries[repo].branch == 'main' and not entries[repo].detached
+    assert entries[a].branch == 'feature/x' and entries[a].locked
+    assert entries[d].detached and entries[d].branch is None and len(entries[d].head) == 40
+    assert entries[gone].prunable
+
+
+def test_current_branch(repo):
+    assert G.current_branch(repo) == 'main'
+    git('checkout', '-q', '--detach', cwd=repo)
+    assert G.current_branch(repo) is None
+
+
+def test_clean_env_drops_repo_pinning_variables():
+    env = G.clean_env({'GIT_DIR': '/x', 'GIT_WORK_TREE': '/y', 'GIT_INDEX_FILE': 'i', 'HOME': '/h'})
+    assert env == {'HOME': '/h'}
+
+
+def test_sha256_repo_paths(hermetic):
+    repo = make_repo(hermetic.tmp / 'sha', object_format='sha256')
+    assert G.repo_paths(repo).top == repo
+    assert len(G.worktree_list(repo)[0].head) == 64
