@@ -41,7 +41,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+
+    class StartStep(TrainerCallback):
+        """Remembers the step training started from (> 0 after a resume)."""
+        step = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            StartStep.step = state.global_step
 
     torch.manual_seed(args.seed)
     config = GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2,
@@ -56,20 +63,20 @@ def main(argv=None) -> dict:
         save_total_limit=args.save_total_limit, per_device_train_batch_size=4, learning_rate=1e-2,
         logging_steps=1000, report_to=[], use_cpu=True, disable_tqdm=True, seed=args.seed, **best)
     trainer = Trainer(model=model, args=training_args, train_dataset=data,
-                      eval_dataset=data[:8] if args.best else None)
+                      eval_dataset=data[:8] if args.best else None, callbacks=[StartStep()])
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     out = training_args.output_dir
     summary = {
         'scratch': str(CKPT_DIR),
         'output_dir': out,
+        'start_step': StartStep.step,
         'global_step': trainer.state.global_step,
         'best_model_checkpoint': trainer.state.best_model_checkpoint,
         'checkpoints': sorted((d for d in os.listdir(out) if d.startswith('checkpoint-')),
                               key=lambda d: int(d.split('-')[1])),
         'rank': int(os.environ.get('RANK', '0')),
     }
-    if trainer.is_world_process_zero():
-        print(json.dumps(summary), flush=True)
+    print(json.dumps(summary), flush=True)  # every rank, so the tests see they agree
     return summary
 
 

@@ -12,6 +12,7 @@ applied by an import hook when transformers is loaded (see hf_patch).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -107,15 +108,21 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
     if project_name is not None:
         from git_ckpt.settings import validate_name
         validate_name(project_name)
-    scratch, top, git_dir, root = _resolve(project_name, create=True)
-    scratch = Path(os.path.realpath(scratch))
-    base = Path(os.path.realpath(top)) if top is not None else Path(os.getcwd())
-    config = _Config(scratch, base, link, _quiet(quiet), git_dir, project_name)
+    root = None
+    if _config is not None and _config.project_name == project_name and os.environ.get(C.ENV_DIR) == _exported_dir:
+        # A repeated call: keep what the first one resolved, no git calls.
+        config = _config._replace(link=link, quiet=_quiet(quiet))
+        scratch = config.scratch
+    else:
+        scratch, top, git_dir, root = _resolve(project_name, create=True)
+        scratch = Path(os.path.realpath(scratch))
+        base = Path(os.path.realpath(top)) if top is not None else Path(os.getcwd())
+        config = _Config(scratch, base, link, _quiet(quiet), git_dir, project_name)
     changed = config != _config
     _config = config
     # Children (torchrun workers, dataloader workers, evals) agree without git.
     os.environ[C.ENV_DIR] = _exported_dir = os.fspath(scratch)
-    os.environ[C.ENV_WORKTREE] = os.fspath(base)
+    os.environ[C.ENV_WORKTREE] = os.fspath(config.base)
     if hf_cache:
         _setup_hf_cache(scratch, root, config)
     state = hf_patch.install(_rewrite_output_dir)
@@ -173,11 +180,9 @@ def _rewrite_output_dir(output_dir):
         return output_dir  # absolute path outside the worktree: the user's choice
     from git_ckpt.scratch import ensure_private_dir
     target = config.scratch if rel == '.' else ensure_private_dir(config.scratch, rel)
-    where = ''
-    if config.link and rel != '.':
-        where = _link(config, Path(rel))
-    if os.fspath(target) not in _announced:
+    if os.fspath(target) not in _announced:  # link and talk once per directory and process
         _announced.add(os.fspath(target))
+        where = _link(config, Path(rel)) if config.link and rel != '.' else ''
         _say(config, f'output_dir {output_dir} -> {target}{where}')
     return os.fspath(target)
 
@@ -186,43 +191,55 @@ def _link(config: _Config, rel: Path) -> str:
     """Leave a symlink in the worktree at the first missing component of rel.
 
     Never replaces data: a non-empty real directory or a foreign link gets a
-    warning.  Every rank may get here at once: whoever loses the symlink race
-    accepts a link that points to the same place.
+    warning.  Every rank may get here at once, so each decision is taken on
+    one lstat() and re-checked when we lose a race: a link that appeared
+    meanwhile and points to the same place is fine.
     """
     parts = rel.parts
     here = config.base
     for i, part in enumerate(parts):
         here = here / part
         target = config.scratch.joinpath(*parts[:i + 1])
-        if os.path.islink(here):
-            if os.path.realpath(here) != os.fspath(target):
-                warn(f'{here} is a symlink to {os.path.realpath(here)}, not to {target}; left alone '
-                     f'(checkpoints go to {target})')
-            return f' (link: {here})' if i == len(parts) - 1 else ''
-        if os.path.isdir(here):
-            if i < len(parts) - 1:
-                continue  # a real parent dir such as runs/: link inside it
-            try:
-                os.rmdir(here)  # only succeeds when empty: nothing is lost
-            except OSError:
-                warn(f'{here} is a real directory in the worktree, so no link was made there; new checkpoints '
-                     f'go to {target}: move the old ones with `git ckpt migrate {rel}`')
-                return ''
-        elif os.path.lexists(here):
-            warn(f'{here} is a file, so no link was made; checkpoints go to {target}')
-            return ''
+        last = i == len(parts) - 1
         try:
-            os.symlink(target, here, target_is_directory=True)
-        except FileExistsError:
-            if os.path.realpath(here) != os.fspath(target):  # lost a race to something else
-                warn(f'{here} appeared meanwhile and is not a link to {target}; left alone')
-                return ''
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            mode = None
         except OSError as exc:
-            warn(f'cannot create link {here}: {exc.strerror}; checkpoints go to {target}')
+            warn(f'cannot inspect {here}: {exc.strerror}; no link made, checkpoints go to {target}')
             return ''
-        else:
-            _exclude(config, here)
-        return f' (link: {here})'
+        if mode is not None and stat.S_ISDIR(mode):
+            if not last:
+                continue  # a real parent such as runs/: link inside it
+            try:
+                os.rmdir(here)  # succeeds only when empty: nothing is lost
+            except OSError:
+                if not os.path.islink(here):  # (another rank may have just replaced it)
+                    warn(f'{here} is a real directory in the worktree, so no link was made; new checkpoints '
+                         f'go to {target}: move the old ones there with `git ckpt migrate {rel}`')
+                    return ''
+                mode = stat.S_IFLNK
+            else:
+                mode = None
+        if mode is None:
+            try:
+                os.symlink(target, here, target_is_directory=True)
+            except FileExistsError:
+                pass  # another rank won: judged below like any existing link
+            except OSError as exc:
+                warn(f'cannot create link {here}: {exc.strerror}; checkpoints go to {target}')
+                return ''
+            else:
+                _exclude(config, here)
+                return f' (link: {here})'
+        if os.path.islink(here) or mode == stat.S_IFLNK:
+            if os.path.realpath(here) != os.fspath(target):
+                warn(f'{here} is a link to {os.path.realpath(here)}, not to {target}; left alone '
+                     f'(checkpoints go to {target})')
+                return ''
+            return f' (link: {here})'
+        warn(f'{here} exists and is not a directory, so no link was made; checkpoints go to {target}')
+        return ''
     return ''
 
 
