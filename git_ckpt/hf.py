@@ -118,7 +118,7 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
         scratch = Path(os.path.realpath(scratch))
         base = Path(os.path.realpath(top)) if top is not None else Path(os.getcwd())
         config = _Config(scratch, base, link, _quiet(quiet), git_dir, project_name)
-    changed = config != _config
+    changed = _config is None or (config.scratch, config.base) != (_config.scratch, _config.base)
     _config = config
     # Children (torchrun workers, dataloader workers, evals) agree without git.
     os.environ[C.ENV_DIR] = _exported_dir = os.fspath(scratch)
@@ -127,7 +127,7 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
         _setup_hf_cache(scratch, root, config)
     state = hf_patch.install(_rewrite_output_dir)
     if changed and state != 'unsupported':
-        _say(config, f'checkpoints go to {scratch} (output_dir paths in {base} are redirected there)')
+        _say(config, f'checkpoints go to {scratch} (output_dir paths in {config.base} are redirected there)')
     return scratch
 
 
