@@ -6,6 +6,7 @@ environment variables, and each case must start from a fresh interpreter
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -17,8 +18,11 @@ import pytest
 
 from conftest import git, make_repo, run, scratch_path
 
-pytest.importorskip('torch', reason='the transformers tests need torch (pip install torch==2.13.0)')
-pytest.importorskip('transformers', reason="the transformers tests need the extra: pip install '.[transformers]'")
+# Checked without importing them (that takes seconds); only the Trainer tests need them.
+HAVE_TRANSFORMERS = all(importlib.util.find_spec(m) is not None for m in ('torch', 'transformers'))
+needs_transformers = pytest.mark.skipif(
+    not HAVE_TRANSFORMERS,
+    reason="needs torch and transformers: pip install torch==2.13.0 '.[transformers]'")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / 'examples' / 'train_tiny.py'
 
@@ -77,6 +81,8 @@ def git_ckpt_lines(stderr: str) -> list[str]:
 
 # --- Trainer features --------------------------------------------------------------------------
 
+@needs_transformers
+@pytest.mark.slow
 def test_checkpoints_go_to_scratch_and_save_total_limit_keeps_two(hf_env, repo):
     summary, proc = train(repo, '--save-total-limit', '2')
     scratch = scratch_path(repo)  # what `git ckpt path` says: the same dir
@@ -90,6 +96,8 @@ def test_checkpoints_go_to_scratch_and_save_total_limit_keeps_two(hf_env, repo):
     assert len([line for line in git_ckpt_lines(proc.stderr) if 'checkpoints go to' in line]) == 1
 
 
+@needs_transformers
+@pytest.mark.slow
 def test_two_output_dirs_stay_separate(hf_env, repo):
     train(repo, '--output-dir', 'out', '--max-steps', '4')
     train(repo, '--output-dir', 'runs/b', '--max-steps', '6', '--seed', '1')
@@ -106,6 +114,8 @@ def test_two_output_dirs_stay_separate(hf_env, repo):
     assert git('status', '--porcelain', cwd=repo).stdout == ''
 
 
+@needs_transformers
+@pytest.mark.slow
 def test_resume_from_checkpoint_true_resumes_from_scratch(hf_env, repo):
     first, _ = train(repo, '--max-steps', '4')
     second, _ = train(repo, '--max-steps', '8', '--resume')
@@ -114,6 +124,8 @@ def test_resume_from_checkpoint_true_resumes_from_scratch(hf_env, repo):
     assert steps(Path(second['output_dir'])) == [2, 4, 6, 8]
 
 
+@needs_transformers
+@pytest.mark.slow
 def test_load_best_model_at_end_with_rotation_keeps_the_best(hf_env, repo):
     # best = highest eval loss, i.e. the first checkpoint: rotation must spare it.
     summary, _ = train(repo, '--best', '--save-total-limit', '2')
@@ -122,6 +134,8 @@ def test_load_best_model_at_end_with_rotation_keeps_the_best(hf_env, repo):
     assert steps(out) == [2, 8]
 
 
+@needs_transformers
+@pytest.mark.slow
 def test_setup_before_or_after_importing_transformers_is_the_same(hf_env, tmp_path):
     results = []
     for name, before in (('before', False), ('after', True)):
@@ -134,6 +148,8 @@ def test_setup_before_or_after_importing_transformers_is_the_same(hf_env, tmp_pa
     assert results[0] == results[1] == ('out', [4], True, ['README', 'out'], 2)
 
 
+@needs_transformers
+@pytest.mark.slow
 def test_git_ckpt_dir_without_a_repository_calls_no_git(hf_env, tmp_path, monkeypatch):
     job = tmp_path / 'job'
     job.mkdir()
@@ -147,6 +163,8 @@ def test_git_ckpt_dir_without_a_repository_calls_no_git(hf_env, tmp_path, monkey
     assert os.readlink(job / 'out') == os.fspath(ckpt_dir / 'out')
 
 
+@needs_transformers
+@pytest.mark.slow
 def test_torchrun_two_ranks(hf_env, repo):
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(('127.0.0.1', 0))
@@ -191,6 +209,7 @@ MAPPING = '''
 '''
 
 
+@needs_transformers
 @pytest.mark.parametrize('link', [True, False])
 def test_output_dir_mapping(hf_env, repo, tmp_path, link):
     (repo / 'old').mkdir()
@@ -247,6 +266,11 @@ def test_project_name(hf_env, repo):
     assert bad.returncode != 0 and "GitCkptError: invalid project name '../x'" in bad.stderr
 
 
+def test_keep_is_refused_until_prune_exists(hf_env, repo):
+    proc = python('import git_ckpt; git_ckpt.setup(keep=2)', cwd=repo, check=False)
+    assert 'setup(keep=N) is not available yet; set save_total_limit=N' in _error_line(proc)
+
+
 def _error_line(proc) -> str:
     assert proc.returncode != 0
     return proc.stderr.strip().splitlines()[-1]
@@ -278,8 +302,9 @@ def test_hf_cache(hf_env, repo, monkeypatch):
     proc = python('import os, git_ckpt; git_ckpt.setup(hf_cache=True); print(os.environ["HF_HOME"])', cwd=repo)
     assert proc.stdout.strip() == os.fspath(hf_env.root / 'huggingface')
     assert (hf_env.root / 'huggingface').is_dir()
-    late = python('import huggingface_hub, git_ckpt; git_ckpt.setup(hf_cache=True)', cwd=repo)
-    assert 'huggingface_hub was imported before setup(hf_cache=True)' in late.stderr
+    if importlib.util.find_spec('huggingface_hub') is not None:
+        late = python('import huggingface_hub, git_ckpt; git_ckpt.setup(hf_cache=True)', cwd=repo)
+        assert 'huggingface_hub was imported before setup(hf_cache=True)' in late.stderr
     monkeypatch.setenv('HF_HOME', os.fspath(hf_env.tmp / 'mine'))
     kept = python('import os, git_ckpt; git_ckpt.setup(hf_cache=True); print(os.environ["HF_HOME"])', cwd=repo)
     assert kept.stdout.strip() == os.fspath(hf_env.tmp / 'mine')
