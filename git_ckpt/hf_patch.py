@@ -28,6 +28,7 @@ _MARK = '_git_ckpt_original'
 
 _rewrite: Callable[[str | None], str | None] | None = None
 _finder: '_Finder | None' = None
+_warned: set[str] = set()
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -99,18 +100,13 @@ def patch_module(module) -> bool:
             or 'output_dir' not in {f.name for f in dataclasses.fields(cls)}):
         problem = f'transformers {version} has no TrainingArguments dataclass with output_dir where git-ckpt expects it'
     if problem is not None:
-        warn(f'{problem}; output_dir is NOT redirected to scratch (checkpoints go where output_dir says). '
-              f'Pass output_dir=str(git_ckpt.scratch_dir() / "out") yourself, or use transformers 5.x')
+        if problem not in _warned:  # once per process, however often setup() runs
+            _warned.add(problem)
+            warn(f'{problem}; output_dir is NOT redirected to scratch (checkpoints go where output_dir '
+                 f'says). Pass output_dir=str(git_ckpt.scratch_dir() / "out") yourself, or use transformers 5.x')
         return False
     _patch_class(cls)
     return True
-
-
-def is_patched() -> bool:
-    module = sys.modules.get(TARGET_MODULE)
-    cls = getattr(module, 'TrainingArguments', None)
-    post_init = getattr(cls, '__dict__', {}).get('__post_init__')
-    return getattr(post_init, _MARK, None) is not None
 
 
 class _PatchingLoader(importlib.abc.Loader):
