@@ -128,6 +128,8 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def __getattr__(self, name):
         # get_source, get_filename, is_package, ... for inspect and friends.
+        if name == '_loader':  # not set yet (copy/unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
