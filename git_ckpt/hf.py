@@ -66,8 +66,8 @@ def _resolve(project_name: str | None, create: bool):
         # no git at all.  The worktree top comes along in GIT_CKPT_WORKTREE.
         if create:
             _make_env_dir(from_env)
-        top = os.environ.get(C.ENV_WORKTREE)
-        return from_env, (Path(top) if top else None), None, None
+        top = Path(os.environ[C.ENV_WORKTREE]) if os.environ.get(C.ENV_WORKTREE) else None
+        return from_env, top, _common_git_dir(top) if top else None, None
     wt = worktree.current_worktree()
     location = worktree.locate(wt, project_name=project_name)
     if create:
@@ -75,6 +75,21 @@ def _resolve(project_name: str | None, create: bool):
         if location.root.warning:
             warn(location.root.warning)
     return location.scratch_dir, wt.top, wt.common_dir, location.root_real
+
+
+def _common_git_dir(top: Path) -> Path | None:
+    """The repository's common git dir, read from top/.git without running git."""
+    dotgit = top / '.git'
+    if dotgit.is_dir():
+        return dotgit
+    try:  # a linked worktree: "gitdir: <admin dir>", which holds "commondir"
+        text = dotgit.read_text(encoding='utf-8').strip()
+        if not text.startswith('gitdir:'):
+            return None
+        admin = top / text[len('gitdir:'):].strip()
+        return Path(os.path.normpath(admin / (admin / 'commondir').read_text(encoding='utf-8').strip()))
+    except OSError:
+        return None
 
 
 def _make_env_dir(path: Path) -> None:

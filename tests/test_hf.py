@@ -164,6 +164,29 @@ def test_git_ckpt_dir_without_a_repository_calls_no_git(hf_env, tmp_path, monkey
 
 
 @needs_transformers
+def test_child_process_of_a_linked_worktree_agrees_without_git(hf_env, repo, tmp_path):
+    # setup() in a linked worktree; a child (an eval script, say) builds its own
+    # TrainingArguments with no git on PATH: same scratch dir, link made and excluded.
+    wt = tmp_path / 'exp1'
+    git('worktree', 'add', '-q', wt, cwd=repo)
+    child = ('import git_ckpt; d = git_ckpt.setup()\n'
+             'from transformers import TrainingArguments\n'
+             'print(d, TrainingArguments(output_dir="evalout", report_to=[], use_cpu=True).output_dir)\n')
+    proc = python(f'''
+        import os, subprocess, sys, git_ckpt
+        print(git_ckpt.setup(), flush=True)
+        env = dict(os.environ, PATH={os.fspath(tmp_path / 'no-git-here')!r})
+        subprocess.run([sys.executable, '-c', {child!r}], env=env, check=True)
+    ''', cwd=wt)
+    parent, child_line = proc.stdout.splitlines()
+    scratch = scratch_path(wt)
+    assert parent == os.fspath(scratch) and scratch != scratch_path(repo)
+    assert child_line.split() == [os.fspath(scratch), os.fspath(scratch / 'evalout')]
+    assert os.readlink(wt / 'evalout') == os.fspath(scratch / 'evalout')
+    assert git('status', '--porcelain', cwd=wt).stdout == ''
+
+
+@needs_transformers
 @pytest.mark.slow
 def test_torchrun_two_ranks(hf_env, repo):
     with socket.socket() as s:  # a free port for the rendezvous
