@@ -10,6 +10,7 @@ VERSION = '0.1.0'
 ENV_DIR = 'GIT_CKPT_DIR'      # the scratch dir itself; wins over everything, no git needed
 ENV_ROOT = 'GIT_CKPT_ROOT'    # the scratch root
 ENV_QUIET = 'GIT_CKPT_QUIET'  # suppress informational messages
+ENV_WORKTREE = 'GIT_CKPT_WORKTREE'  # exported by setup() next to GIT_CKPT_DIR: the worktree top
 ENV_SCRATCH = 'SCRATCH'       # set by many HPC sites
 
 # git config keys (section `ckpt`).
