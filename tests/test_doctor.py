@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN_DIR, ckpt, git, run, scratch_path
+from conftest import ckpt, git, run, scratch_path
 
 
 def doctor(cwd, env=None):
@@ -183,9 +183,9 @@ def test_hook_missing_or_foreign(healthy):
 def test_hook_not_executable(healthy):
     hook = healthy / '.git' / 'hooks' / 'post-checkout'
     hook.chmod(0o644)
-    expect(healthy, 'hook.executable', 'fail', needle=f'chmod +x {hook}')
+    expect(healthy, 'hook.executable', 'fail', subject='post-checkout', needle=f'chmod +x {hook}')
     hook.chmod(0o755)
-    expect(healthy, 'hook.executable', 'ok')
+    expect(healthy, 'hook.executable', 'ok', subject='post-checkout')
 
 
 def _set_hook_python(hook: Path, python: str) -> None:
@@ -201,23 +201,23 @@ def test_hook_python_without_git_ckpt(healthy):
         pytest.skip('the base Python has git_ckpt installed')
     hook = healthy / '.git' / 'hooks' / 'post-checkout'
     _set_hook_python(hook, base)
-    expect(healthy, 'hook.python', 'fail', needle='cannot run git-ckpt')
+    expect(healthy, 'hook.python', 'fail', subject='post-checkout', needle='cannot run git-ckpt')
     ckpt('init', cwd=healthy)
-    expect(healthy, 'hook.python', 'ok', needle=sys.executable)
+    expect(healthy, 'hook.python', 'ok', subject='post-checkout', needle=sys.executable)
 
 
 def test_hook_python_gone(healthy, hermetic):
     hook = healthy / '.git' / 'hooks' / 'post-checkout'
     _set_hook_python(hook, '/nonexistent/python')
-    expect(healthy, 'hook.python', 'warn', needle='falls back to')  # git-ckpt on PATH still works
-    env = {**os.environ, 'PATH': '/usr/bin:/bin'}
-    rc, lines, report = doctor(healthy, env=dict(env, PATH=f'{BIN_DIR}:/usr/bin:/bin'))
+    # git-ckpt on PATH still works
+    expect(healthy, 'hook.python', 'warn', subject='post-checkout', needle='falls back to')
     # without git-ckpt on PATH the hook reaches nothing
+    env = {**os.environ, 'PATH': '/usr/bin:/bin'}
     proc = run([sys.executable, '-m', 'git_ckpt', 'doctor', '--json'], cwd=healthy, env=env, check=False)
-    check = find(json.loads(proc.stdout), 'hook.python')
+    check = find(json.loads(proc.stdout), 'hook.python', 'post-checkout')
     assert proc.returncode == 1 and check['status'] == 'fail' and 'cannot reach git-ckpt' in check['message']
     ckpt('init', cwd=healthy)
-    expect(healthy, 'hook.python', 'ok')
+    expect(healthy, 'hook.python', 'ok', subject='post-checkout')
 
 
 def test_ignore_block_missing(healthy):
