@@ -41,7 +41,7 @@ MANIFEST_SCHEMA = 1
 DIR_MODE = 0o700
 
 # Hooks.
-HOOK_NAMES = ('post-checkout',)
+HOOK_NAMES = ('post-checkout', 'pre-commit')
 HOOK_MARKER = 'git-ckpt-hook'          # a line in every hook we install
 CHAINED_SUFFIX = '.pre-git-ckpt'       # a foreign hook we displaced, still run by ours
 HOOK_PYTHON_LINE = 'INSTALL_PYTHON='   # the line `init` fills with sys.executable
@@ -98,3 +98,26 @@ MIGRATE_CANDIDATE_NAMES = ('.art', 'outputs', 'output', 'unsloth_compiled_cache'
 MIGRATE_CHECKPOINT_GLOBS = ('checkpoint-*', 'tmp-checkpoint-*', 'checkpoints_*')
 HF_CACHE_DIR_NAME = 'huggingface'   # <root>/huggingface: where migrate --hf-cache puts the cache
 ENV_HF_HOME = 'HF_HOME'
+
+# --- Commit guard (guard.py, guard_message.py, .pre-commit-hooks.yaml) -------
+# Path components that mark a training output dir: (regex for one component,
+# label in the message, the .gitignore line that keeps the kind out).
+GUARD_DIR_PATTERNS = (
+    (r'checkpoint-[0-9]+', 'checkpoint-<n>', 'checkpoint-*/'),
+    (r'tmp-checkpoint-.*', 'tmp-checkpoint-*', 'tmp-checkpoint-*/'),
+    (r'global_step[0-9]+', 'global_step<n> (DeepSpeed)', 'global_step*/'),
+    (r'\.art', '.art', '.art/'),
+    (r'unsloth_compiled_cache', 'unsloth_compiled_cache', 'unsloth_compiled_cache/'),
+)
+# Weights and training state, by file name (`*` does not cross `/`).
+GUARD_WEIGHT_NAMES = (
+    '*.safetensors', 'pytorch_model*.bin', 'adapter_model.*', 'optimizer.pt', 'scheduler.pt',
+    'scaler.pt', 'rng_state*.pth', 'training_args.bin', '*.ckpt', '*.gguf',
+)
+GUARD_DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024   # 10M; ckpt.maxFileSize, 0 = no limit
+LFS_POINTER_MAX_SIZE = 1024                        # git-lfs spec: pointers are < 1024 bytes
+LFS_POINTER_PREFIX = b'version https://git-lfs.github.com/spec/v1\n'
+GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
+POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
+PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
+PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')

@@ -33,11 +33,12 @@ def run_git(
         check: bool = True,
         env: dict[str, str] | None = None,
         text: bool = True,
+        input: str | bytes | None = None,
 ) -> subprocess.CompletedProcess:
     """Run git; raise GitCkptError on failure when `check`."""
     try:
         proc = subprocess.run(
-            ('git', *args), cwd=cwd, env=env, capture_output=True, text=text,
+            ('git', *args), cwd=cwd, env=env, capture_output=True, text=text, input=input,
             **({'encoding': 'utf-8', 'errors': 'surrogateescape'} if text else {}),
         )
     except FileNotFoundError:
@@ -184,6 +185,107 @@ def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEnt
 def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
     proc = run_git('symbolic-ref', '--quiet', '--short', 'HEAD', cwd=cwd, check=False)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+# --- The commit guard's view of the index (guard.py) -------------------------
+
+class IndexEntry(NamedTuple):
+    path: str    # relative to the worktree top, surrogate-escaped like os.fsdecode
+    mode: str    # '100644', '100755', '120000' (symlink), '160000' (submodule)
+    oid: str     # the staged blob
+
+
+def staged_changes(cwd: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
+    """Additions and modifications staged for the next commit; deletions left out.
+
+    Porcelain `diff --cached` compares with the empty tree on an unborn branch
+    (the first commit), whatever the object format.  `--no-renames`: a rename
+    is a deletion plus an addition, and only the added path matters.  -z: paths
+    come verbatim (spaces, newlines, non-ASCII).  The caller's GIT_INDEX_FILE is
+    kept: `git commit -a` and `git commit PATH` hand hooks a temporary index.
+    """
+    proc = run_git(
+        'diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev', '--no-relative',
+        '--no-color', '--no-ext-diff', '--ignore-submodules=none', '--diff-filter=d',
+        cwd=cwd,
+    )
+    fields = proc.stdout.split('\0')
+    out = []
+    for header, path in zip(fields[0::2], fields[1::2]):
+        # ':<old mode> <new mode> <old oid> <new oid> <status>'
+        parts = header[1:].split(' ')
+        if len(parts) == 5 and parts[4][:1] != 'D':
+            out.append(IndexEntry(path, parts[1], parts[3]))
+    return out
+
+
+def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexEntry]:
+    """Every path in the index (`ls-files -s -z`), by path."""
+    proc = run_git('ls-files', '--stage', '-z', cwd=cwd)
+    out = {}
+    for record in proc.stdout.split('\0'):
+        if record:
+            meta, _, path = record.partition('\t')
+            mode, oid, _stage = meta.split(' ')
+            out[path] = IndexEntry(path, mode, oid)
+    return out
+
+
+def object_sizes(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """Size of each object, with ONE `cat-file --batch-check`; missing ones left out."""
+    oids = list(dict.fromkeys(oids))
+    if not oids:
+        return {}
+    proc = run_git('cat-file', '--batch-check=%(objectname) %(objectsize)',
+                   cwd=cwd, input='\n'.join(oids) + '\n')
+    sizes = {}
+    for line in proc.stdout.splitlines():
+        oid, _, size = line.partition(' ')
+        if size.isdigit():
+            sizes[oid] = int(size)
+    return sizes
+
+
+def in_background(fn, *args, **kwargs):
+    """Run fn (a git call) in a thread; returns the function that waits for its
+    result (or re-raises its error).  Lets independent git processes overlap."""
+    import threading
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result['value'] = fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result['error'] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        if 'error' in result:
+            raise result['error']
+        return result['value']
+    return wait
+
+
+def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, bytes]:
+    """Content of a few (small) objects, with one `cat-file --batch`."""
+    oids = list(dict.fromkeys(oids))
+    if not oids:
+        return {}
+    proc = run_git('cat-file', '--batch', cwd=cwd, text=False,
+                   input=('\n'.join(oids) + '\n').encode())
+    data, pos, out = proc.stdout, 0, {}
+    while pos < len(data):
+        eol = data.index(b'\n', pos)
+        header = data[pos:eol].split(b' ')
+        pos = eol + 1
+        if len(header) == 3:  # '<oid> <type> <size>', then content and a newline
+            size = int(header[2])
+            out[header[0].decode()] = data[pos:pos + size]
+            pos += size + 1
+    return out
 
 
 def tracked_files(paths: list[str], cwd: str | os.PathLike[str]) -> list[str]:

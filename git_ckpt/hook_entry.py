@@ -67,8 +67,17 @@ def _create_links(location) -> None:
 
 POST_CHECKOUT_EXTRAS.append(_create_links)
 
+
+def pre_commit(args: list[str]) -> int:
+    """The commit guard; args are `--allow PATTERN`s and, from the pre-commit
+    framework, the filenames to check.  Exit 1 blocks the commit."""
+    from git_ckpt.guard import main as guard_main
+    return guard_main(args)
+
+
 HOOKS = {
     'post-checkout': post_checkout,
+    'pre-commit': pre_commit,
 }
 
 

@@ -31,7 +31,11 @@ def cli() -> None:
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
 @click.option('--link', 'link_paths', metavar='PATH', multiple=True,
               help='Also link PATH into scratch, as `git ckpt link PATH` (repeatable).')
-def init(cli_root: str | None, global_: bool, name: str | None, link_paths: tuple[str, ...]) -> int:
+@click.option('--pre-commit-config', 'pre_commit_config', is_flag=True,
+              help='Add the git-ckpt hooks to .pre-commit-config.yaml (pre-commit framework) '
+                   'instead of installing git hooks.')
+def init(cli_root: str | None, global_: bool, name: str | None, link_paths: tuple[str, ...],
+         pre_commit_config: bool) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
     Records the root (with --root), installs the post-checkout hook into the
@@ -40,7 +44,8 @@ def init(cli_root: str | None, global_: bool, name: str | None, link_paths: tupl
     running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
-    return run(cli_root=cli_root, global_=global_, name=name, link_paths=link_paths)
+    return run(cli_root=cli_root, global_=global_, name=name, link_paths=link_paths,
+               pre_commit_config=pre_commit_config)
 
 
 @cli.command(context_settings=CONTEXT)

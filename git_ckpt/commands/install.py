@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from git_ckpt import constants as C
@@ -15,19 +14,8 @@ from git_ckpt.settings import load_settings, validate_name
 
 def pre_commit_snippet() -> str:
     """What to add to .pre-commit-config.yaml when the framework owns the hooks."""
-    return (
-        'repos:\n'
-        '  - repo: local\n'
-        '    hooks:\n'
-        '      - id: git-ckpt-post-checkout\n'
-        '        name: git-ckpt scratch dir\n'
-        f'        entry: {sys.executable} -m git_ckpt _hook post-checkout\n'
-        '        language: system\n'
-        '        stages: [post-checkout]\n'
-        '        always_run: true\n'
-        '        pass_filenames: false\n'
-        'then: pre-commit install -t pre-commit -t post-checkout'
-    )
+    from git_ckpt.precommit_config import snippet
+    return snippet()
 
 
 def _store_root(wt: worktree.Worktree, root: str, global_: bool) -> Path:
@@ -62,7 +50,7 @@ def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
 
 
 def init(*, cli_root: str | None, global_: bool, name: str | None,
-         link_paths: tuple[str, ...] = ()) -> int:
+         link_paths: tuple[str, ...] = (), pre_commit_config: bool = False) -> int:
     wt = worktree.current_worktree()
     # --link paths are checked before anything is changed.
     new_links = [links.normalize(wt.top, p, Path.cwd()) for p in link_paths]
@@ -90,7 +78,9 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         for shadow in _shadowing_root(settings, global_):
             warn(f'{shadow} overrides the ckpt.root just recorded; unset it to use {location.root_real}')
 
-    if hooks.uses_pre_commit_framework(wt):
+    if pre_commit_config:
+        _add_to_pre_commit_config(wt)
+    elif hooks.uses_pre_commit_framework(wt):
         info(f'{C.PRE_COMMIT_CONFIG} found: the pre-commit framework owns the hook scripts; '
              'add this to it instead:\n' + pre_commit_snippet())
     else:
@@ -115,6 +105,17 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
     info(f'this worktree\'s scratch dir: {location.scratch_dir}')
     return 0
+
+
+def _add_to_pre_commit_config(wt: worktree.Worktree) -> None:
+    """`init --pre-commit-config`: our entry goes into the file; the framework
+    then owns the hook scripts, so no native hooks are installed."""
+    from git_ckpt import precommit_config
+    path = wt.top / C.PRE_COMMIT_CONFIG
+    if precommit_config.update_file(path):
+        info(f'added git-ckpt\'s hooks to {path}; now run: {precommit_config.install_command()}')
+    else:
+        info(f'{path} already has git-ckpt\'s hooks')
 
 
 def _shadowing_root(settings, global_: bool) -> list[str]:

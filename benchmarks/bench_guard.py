@@ -1,0 +1,103 @@
+"""The commit guard on a repository with 5,000 staged files plus a checkpoint dir.
+
+Rows:
+- the native hook, run exactly as git runs it (the installed .git/hooks/pre-commit
+  shim -> python -m git_ckpt _hook pre-commit), vs bare `python -c pass`: the
+  guard's whole cost over starting Python at all (target <= 2.5x);
+- the native hook vs pre-commit-hooks' `check-added-large-files --maxkb=500`
+  given the same 5,000+ filenames (target: at least 2x faster, i.e. <= 0.5x),
+  although the guard also checks names, symlinks and the scratch root;
+- the guard given those filenames (as the pre-commit framework calls it) vs the
+  same baseline;
+- informational: the one `git cat-file --batch-check` that reads the staged
+  blobs' sizes, alone: the floor that reading staged (not working-tree) sizes
+  puts under the guard.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from common import Row, compare, hermetic_env
+
+N_FILES = 5000
+CHECKPOINT_FILES = ('config.json', 'model.safetensors', 'optimizer.pt', 'scheduler.pt',
+                    'rng_state.pth', 'trainer_state.json', 'training_args.bin')
+
+
+def _git(env, cwd, *args):
+    subprocess.run(('git', *args), cwd=cwd, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_repo(tmp: str, env: dict[str, str]) -> tuple[str, list[str]]:
+    repo = os.path.join(tmp, 'proj')
+    os.makedirs(repo)
+    _git(env, repo, 'init', '-q')
+    with open(os.path.join(repo, 'README'), 'w') as f:
+        f.write('bench\n')
+    _git(env, repo, 'add', 'README')
+    _git(env, repo, 'commit', '-q', '-m', 'init')
+    subprocess.run((sys.executable, '-m', 'git_ckpt', 'init'), cwd=repo, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    files = []
+    for i in range(N_FILES):
+        rel = f'src/pkg{i % 50}/module_{i}.py'
+        os.makedirs(os.path.join(repo, os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(repo, rel), 'w') as f:
+            f.write(f'VALUE = {i}\n' * (1 + i % 20))
+        files.append(rel)
+    for name in CHECKPOINT_FILES:
+        rel = f'out/checkpoint-500/{name}'
+        os.makedirs(os.path.join(repo, 'out/checkpoint-500'), exist_ok=True)
+        with open(os.path.join(repo, rel), 'wb') as f:
+            f.write(os.urandom(4096))
+        files.append(rel)
+    _git(env, repo, 'add', '-A', '-f')
+    return repo, files
+
+
+def _runner(cmd, repo, env, expect):
+    def run():
+        proc = subprocess.run(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        assert proc.returncode == expect, (cmd[:3], proc.returncode)
+    return run
+
+
+def rows(quick: bool) -> list[Row]:
+    repeats = 5 if quick else 21
+    with tempfile.TemporaryDirectory(prefix='bench-guard-') as tmp:
+        env = hermetic_env(tmp)
+        env.pop('GIT_CKPT_QUIET', None)
+        repo, files = make_repo(tmp, env)
+        hook = os.path.join(repo, '.git', 'hooks', 'pre-commit')
+        native = _runner([hook], repo, env, expect=1)            # blocked: the checkpoint dir
+        framework = _runner([sys.executable, '-m', 'git_ckpt', '_hook', 'pre-commit', *files],
+                            repo, env, expect=1)
+        bare = _runner([sys.executable, '-c', 'pass'], repo, env, expect=0)
+        large_files = _runner([sys.executable, '-m', 'pre_commit_hooks.check_added_large_files',
+                               '--maxkb=500', *files], repo, env, expect=0)
+        oids = subprocess.run(('git', 'ls-files', '-s'), cwd=repo, env=env, check=True,
+                              capture_output=True, text=True).stdout
+        oids = ''.join(line.split()[1] + '\n' for line in oids.splitlines())
+
+        def cat_file():
+            subprocess.run(('git', 'cat-file', '--batch-check'), cwd=repo, env=env, input=oids,
+                           text=True, check=True, stdout=subprocess.DEVNULL)
+        note = f'{N_FILES} staged files + {len(CHECKPOINT_FILES)} in out/checkpoint-500'
+        out = []
+        s, b = compare(native, bare, repeats=repeats)
+        out.append(Row('guard: native hook vs python -c pass', s, b, target=2.5, note=note))
+        s, b = compare(native, large_files, repeats=repeats)
+        out.append(Row('guard: native hook vs check-added-large-files --maxkb=500', s, b,
+                       target=0.5, note='same files; target = at least 2x faster'))
+        s, b = compare(framework, large_files, repeats=repeats)
+        out.append(Row('guard: given the filenames (pre-commit framework) vs check-added-large-files',
+                       s, b, target=0.5, note='same filenames on both command lines'))
+        s, b = compare(cat_file, bare, repeats=repeats)
+        out.append(Row('floor: git cat-file --batch-check of the staged blobs alone vs python -c pass',
+                       s, b, note='loose objects, as after git add; informational'))
+        return out

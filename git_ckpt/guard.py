@@ -1,0 +1,288 @@
+"""The commit guard: keep checkpoints, weights and scratch links out of commits.
+
+Runs as the pre-commit hook (native shim or the pre-commit framework), so it
+imports only the standard library and spawns a fixed number of git processes
+whatever the number of staged files: `rev-parse`, `config`, `diff --cached`
+(or `ls-files` when the framework passes filenames), one `cat-file
+--batch-check` for every staged blob's size, and, only when needed, one
+`cat-file --batch` for symlink targets and possible Git LFS pointers.
+
+What is checked is the STAGED blob (size, mode, content), never the working
+tree file: with partial staging (`git add -p`) the two differ.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt import constants as C
+from git_ckpt import git
+from git_ckpt.errors import GitCkptError
+
+_DIR_RE = re.compile(
+    '(?:^|/)(?:' + '|'.join(f'({regex})' for regex, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)',
+    re.IGNORECASE)
+# Matched against the lower-cased file name only: one fullmatch per path (a
+# search over the whole path with ten alternatives costs 30x more).
+_WEIGHT_RES = tuple(
+    (name, re.compile(re.escape(name.lower()).replace(r'\*', '.*'), re.DOTALL)) for name in C.GUARD_WEIGHT_NAMES)
+_WEIGHT_RE = re.compile('|'.join(r.pattern for _, r in _WEIGHT_RES), re.DOTALL)
+_SIZE_RE = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*', re.IGNORECASE)
+_MODE_SYMLINK = '120000'
+_MODE_GITLINK = '160000'
+
+
+class Offence(NamedTuple):
+    path: str
+    kind: str          # 'dir', 'weights', 'size', 'symlink', 'in-root'
+    group: str         # what the message shows and `git rm` removes: a dir ending in '/' or the path
+    detail: str        # the matched pattern, the link target, ...
+    size: int | None   # staged blob size when known
+    ignore: str        # the .gitignore line that keeps this out
+
+
+class Policy(NamedTuple):
+    max_size: int                # bytes; 0 = no limit
+    allow: tuple[str, ...]       # fnmatch patterns (`*` crosses `/`); no '/' = basename
+    root: tuple[str, ...]        # the scratch root, as configured and real; () = unknown
+    root_in_repo: str | None     # the root relative to the worktree top, when inside it
+
+
+def parse_size(text: str, source: str) -> int:
+    """'10M', '500k', '1.5G', '10MB', '2048' -> bytes (binary units, like git)."""
+    m = _SIZE_RE.fullmatch(text)
+    if not m:
+        raise GitCkptError(f'{source}={text!r} is not a size',
+                           f'use bytes or a k/M/G suffix, e.g. git config {C.CONFIG_MAX_FILE_SIZE} 10M')
+    factor = 1024 ** ' kmgt'.index((m.group(2) or ' ').lower())
+    return int(float(m.group(1)) * factor)
+
+
+def allow_matcher(patterns: tuple[str, ...]):
+    """One compiled test for all allow patterns: a pattern with a '/' matches
+    the whole path (`*` crosses '/'; a leading '/' only anchors it at the top),
+    one without matches the file name in any directory."""
+    if not patterns:
+        return lambda path: False
+    full = [fnmatch.translate(p.lstrip('/')) for p in patterns if '/' in p]
+    base = [fnmatch.translate(p) for p in patterns if '/' not in p]
+    full_re = re.compile('|'.join(full)) if full else None
+    base_re = re.compile('|'.join(base)) if base else None
+
+    def allowed(path: str) -> bool:
+        return bool((full_re and full_re.match(path))
+                    or (base_re and base_re.match(path.rpartition('/')[2])))
+    return allowed
+
+
+def is_lfs_pointer(content: bytes) -> bool:
+    return (len(content) < C.LFS_POINTER_MAX_SIZE and content.startswith(C.LFS_POINTER_PREFIX)
+            and b'\noid sha256:' in content and b'\nsize ' in content)
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip('/') + '/') for r in roots)
+
+
+def link_target_in_root(top: Path, path: str, target: str, roots: tuple[str, ...]) -> bool:
+    """Does a symlink at `path` (relative to `top`) with `target` point into the root?
+    Checked both as written and with symlinks resolved (/scratch may be a link)."""
+    joined = os.path.join(os.fspath(top), os.path.dirname(path), target)
+    return _under(os.path.normpath(joined), roots) or _under(os.path.realpath(joined), roots)
+
+
+class Sorted(NamedTuple):
+    """The staged entries after the checks that need neither size nor content."""
+    offences: list[tuple[git.IndexEntry, Offence]]   # blocked by path alone
+    weights: list[tuple[git.IndexEntry, Offence]]    # blocked unless an LFS pointer
+    symlinks: list[git.IndexEntry]                    # need their target read
+    rest: list[git.IndexEntry]                        # need only the size check
+
+
+def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
+    allowed = allow_matcher(policy.allow)
+    out = Sorted([], [], [], [])
+    in_root = policy.root_in_repo
+    for entry in entries:
+        path = entry.path
+        if entry.mode == _MODE_GITLINK or allowed(path):
+            continue
+        if in_root is not None and (path == in_root or path.startswith(in_root + '/')):
+            out.offences.append((entry, Offence(path, 'in-root', in_root + '/', '', None, f'/{in_root}/')))
+            continue
+        m = _DIR_RE.search(path)
+        if m:
+            index = m.lastindex
+            end = m.end(index)
+            group = path[:end] + '/' if end < len(path) else path
+            _, label, ignore = C.GUARD_DIR_PATTERNS[index - 1]
+            out.offences.append((entry, Offence(path, 'dir', group, label, None,
+                                                ignore if end < len(path) else ignore.rstrip('/'))))
+        elif entry.mode == _MODE_SYMLINK:
+            if policy.root:
+                out.symlinks.append(entry)
+        else:
+            base = path.rpartition('/')[2].lower()
+            if _WEIGHT_RE.fullmatch(base):
+                name = next(n for n, r in _WEIGHT_RES if r.fullmatch(base))
+                out.weights.append((entry, Offence(path, 'weights', path, name, None, name)))
+            else:
+                out.rest.append(entry)
+    return out
+
+
+def check(entries: list[git.IndexEntry], policy: Policy, top: Path) -> list[Offence]:
+    """Every offence among the staged `entries`, in path order."""
+    # cat-file reads every staged blob's header (a file per loose object):
+    # let it run while the path checks do.
+    wait_sizes = git.in_background(
+        git.object_sizes, [e.oid for e in entries if e.oid and e.mode != _MODE_GITLINK], cwd=top)
+    found = check_paths(entries, policy)
+    sizes = wait_sizes()
+    offences = [o._replace(size=sizes.get(e.oid)) for e, o in found.offences]
+    if policy.max_size:
+        offences += [Offence(e.path, 'size', e.path, '', sizes[e.oid], '/' + e.path)
+                     for e in found.rest if sizes.get(e.oid, 0) > policy.max_size]
+    # A Git LFS pointer is small: only small weight files can be one.
+    lfs_candidates = []
+    for entry, offence in found.weights:
+        offence = offence._replace(size=sizes.get(entry.oid))
+        if offence.size is not None and offence.size < C.LFS_POINTER_MAX_SIZE:
+            lfs_candidates.append((entry, offence))
+        else:
+            offences.append(offence)
+    if lfs_candidates or found.symlinks:
+        contents = git.object_contents(
+            [e.oid for e, _ in lfs_candidates] + [e.oid for e in found.symlinks], cwd=top)
+        offences += [o for e, o in lfs_candidates if not is_lfs_pointer(contents.get(e.oid, b''))]
+        for entry in found.symlinks:
+            target = os.fsdecode(contents.get(entry.oid, b''))
+            if target and link_target_in_root(top, entry.path, target, policy.root):
+                offences.append(Offence(entry.path, 'symlink', entry.path, target,
+                                        sizes.get(entry.oid), '/' + entry.path))
+    return sorted(offences, key=lambda o: o.path)
+
+
+def scratch_roots(settings, top: Path) -> tuple[tuple[str, ...], str | None]:
+    """The scratch root (as configured and real) and its place inside the
+    worktree, if any.  Unset, missing or broken: no root checks, no failure."""
+    from git_ckpt.settings import resolve_root
+    try:
+        choice = resolve_root(None, settings)
+    except GitCkptError:
+        return (), None
+    if not os.path.isdir(choice.path):
+        return (), None
+    roots = tuple(dict.fromkeys((os.path.normpath(choice.path), os.path.realpath(choice.path))))
+    top_real = os.path.realpath(top)
+    for root in roots[::-1]:
+        for base in dict.fromkeys((top_real, os.path.normpath(top))):
+            rel = os.path.relpath(root, base)
+            if rel != '.' and not rel.startswith('..' + os.sep) and rel != '..':
+                return roots, rel.replace(os.sep, '/')
+    return roots, None
+
+
+def load_policy(top: Path, extra_allow: list[str], max_size_arg: str | None,
+                config: list[tuple[str, str, str]] | None = None) -> Policy:
+    """`config`: git.config_get_all()'s result when already read."""
+    from git_ckpt.settings import Settings
+    settings = Settings(tuple(git.config_get_all(top) if config is None else config))
+    if max_size_arg is not None:
+        max_size = parse_size(max_size_arg, '--max-file-size')
+    else:
+        configured = settings.get(C.CONFIG_MAX_FILE_SIZE)
+        max_size = (parse_size(configured[0], C.CONFIG_MAX_FILE_SIZE) if configured
+                    else C.GUARD_DEFAULT_MAX_FILE_SIZE)
+    allow = tuple(settings.get_all(C.CONFIG_ALLOW)) + tuple(extra_allow)
+    roots, in_repo = scratch_roots(settings, top)
+    return Policy(max_size, allow, roots, in_repo)
+
+
+class Args(NamedTuple):
+    allow: list[str]
+    max_size: str | None
+    filenames: list[str] | None   # None: check everything staged
+
+
+def parse_args(argv: list[str]) -> Args:
+    """`[--allow PATTERN]... [--max-file-size SIZE] [--] [FILE...]` by hand:
+    argparse costs more import time than this whole hook should."""
+    allow, max_size, files = [], None, []
+    it = iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition('=')
+        if name in ('--allow', '--max-file-size') and not files:
+            if not eq:
+                value = next(it, None)
+                if value is None:
+                    raise GitCkptError(f'{name} needs a value', f'e.g. {name} "tests/fixtures/*"')
+            if name == '--allow':
+                allow.append(value)
+            else:
+                max_size = value
+        elif arg == '--' and not files:
+            files.extend(it)
+        elif arg.startswith('-') and not files:
+            raise GitCkptError(f'unknown guard option {arg}', 'use --allow PATTERN or --max-file-size SIZE')
+        else:
+            files.append(arg)
+    return Args(allow, max_size, files or None)
+
+
+def entries_for(top: Path, filenames: list[str] | None) -> list[git.IndexEntry]:
+    """What to check: the staged changes, or (pre-commit framework) the given
+    files as they are in the index; a file not in the index is checked by name."""
+    if filenames is None:
+        return git.staged_changes(top)
+    index = git.index_entries(top)
+    return [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
+
+
+def run(argv: list[str], cwd: str | None = None) -> int:
+    """The guard; 0 when the commit may go ahead, 1 when blocked."""
+    args = parse_args(argv)
+    # The staged diff and the config need not wait for the top: all three
+    # git processes run at once.
+    wait_staged = git.in_background(git.staged_changes, cwd) if args.filenames is None else None
+    wait_config = git.in_background(git.config_get_all, cwd)
+    paths = git.repo_paths(cwd)
+    if paths.top is None:
+        return 0  # a bare repository has nothing staged
+    top = paths.top
+    policy = load_policy(top, args.allow, args.max_size, config=wait_config())
+    entries = wait_staged() if wait_staged else entries_for(top, args.filenames)
+    offences = check(entries, policy, top)
+    if not offences:
+        return 0
+    from git_ckpt.guard_message import render
+    try:
+        gitignore = (top / '.gitignore').read_text(encoding='utf-8', errors='surrogateescape')
+    except OSError:
+        gitignore = ''
+    message = render(offences, policy, framework=args.filenames is not None, gitignore=gitignore)
+    # Bytes out as git gave them: a non-UTF-8 name in a command must paste back as itself.
+    sys.stderr.flush()
+    sys.stderr.buffer.write(message.encode('utf-8', 'surrogateescape') + b'\n')
+    sys.stderr.buffer.flush()
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    """Hook entry: never a traceback, and never a silent pass on our own bug."""
+    try:
+        return run(argv)
+    except GitCkptError as exc:
+        print(f'git-ckpt: error: {exc}', file=sys.stderr)
+    except KeyboardInterrupt:
+        print('git-ckpt: interrupted', file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f'git-ckpt: internal error in the commit guard: {exc!r}; '
+              'commit without the guard with git commit --no-verify, and report it', file=sys.stderr)
+    print('git-ckpt: commit blocked because the guard could not run', file=sys.stderr)
+    return 1
