@@ -217,3 +217,12 @@ def test_the_hook_path_stays_standard_library():
             'print(sorted(m for m in ("click", "rich", "git") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == '[]'
+
+
+def test_the_commit_guard_refuses_a_force_added_link(inited_repo):
+    ckpt('link', 'outputs', cwd=inited_repo)
+    git('add', '-f', 'outputs', cwd=inited_repo)  # past the ignore block, on purpose
+    proc = git('commit', '-q', '-m', 'oops', cwd=inited_repo, check=False)
+    assert proc.returncode != 0, proc
+    assert 'outputs' in proc.stderr
+    assert git('rev-list', '--count', 'HEAD', cwd=inited_repo).stdout.strip() == '1'
