@@ -137,12 +137,16 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write via a temp file + rename so readers never see half a file."""
+def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:
+    """Write via a temp file + rename so readers never see half a file.
+    `compact` for big machine-only files (caches): no indentation, no sorting."""
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
+        if compact:
+            json.dump(data, f, separators=(',', ':'))
+        else:
+            json.dump(data, f, indent=2, sort_keys=True)
         f.write('\n')
     os.replace(tmp, path)
 
