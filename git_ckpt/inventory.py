@@ -15,6 +15,7 @@ Standard library only.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -23,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from git_ckpt import constants as C
+from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
+from git_ckpt.disk_usage import Tree, dir_size, measure  # noqa: F401  (dir_size is part of this API)
 from git_ckpt.inventory_cache import SizeCache
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -87,79 +89,6 @@ class ScratchInventory:
         return any(not c.complete and now - c.mtime < grace for c in self.checkpoints)
 
 
-class _Tree:
-    """The measurement of one directory tree (walked by fd)."""
-    __slots__ = ('size', 'mtime', 'links', 'dirs', 'top_names', 'errors')
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.mtime = 0.0
-        self.links: list[list[int]] = []   # [dev, ino, bytes] of files with st_nlink > 1
-        self.dirs: list[list] = []         # [rel, ino, mtime_ns, ctime_ns], parents first
-        self.top_names: list[str] = []
-        self.errors: list[str] = []
-
-
-def _measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: _Tree,
-             seen: set[tuple[int, int]]) -> None:
-    """Add the tree at dir_fd to `tree`; hard links deduplicated through `seen`."""
-    tree.dirs.append([rel, st_dir.st_ino, st_dir.st_mtime_ns, st_dir.st_ctime_ns])
-    tree.size += st_dir.st_blocks * 512
-    tree.mtime = max(tree.mtime, st_dir.st_mtime)
-    try:
-        with os.scandir(dir_fd) as it:
-            entries = list(it)
-    except OSError as exc:
-        tree.errors.append(f'cannot read {path}: {exc.strerror}')
-        return
-    if rel == '.':
-        tree.top_names = [e.name for e in entries]
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno != 2:  # vanished meanwhile: nothing to count
-                tree.errors.append(f'cannot stat {path}/{entry.name}: {exc.strerror}')
-            continue
-        tree.mtime = max(tree.mtime, st.st_mtime)
-        if stat.S_ISDIR(st.st_mode):
-            sub = entry.name if rel == '.' else f'{rel}/{entry.name}'
-            try:
-                fd = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as exc:
-                tree.size += st.st_blocks * 512
-                tree.errors.append(f'cannot read {path}/{entry.name}: {exc.strerror}')
-                continue
-            try:
-                _measure(fd, f'{path}/{entry.name}', sub, st, tree, seen)
-            finally:
-                os.close(fd)
-            continue
-        blocks = st.st_blocks * 512
-        if st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            tree.links.append([st.st_dev, st.st_ino, blocks])
-        tree.size += blocks
-
-
-def dir_size(path: str | os.PathLike[str]) -> int:
-    """Bytes allocated under `path` (like `du -s -B1`): hard links once, symlinks
-    never followed (a symlink counts as itself).  Unreadable parts are skipped."""
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        return st.st_blocks * 512
-    fd = os.open(path, _DIR_FLAGS)
-    tree = _Tree()
-    try:
-        _measure(fd, os.fspath(path), '.', os.fstat(fd), tree, set())
-    finally:
-        os.close(fd)
-    return tree.size
-
-
 def parse_checkpoint_name(name: str) -> tuple[str, int | None] | None:
     """('hf', step) / ('tmp', None) for HF checkpoint dir names, else None.
     Raises ValueError for `checkpoint-<not a number>`."""
@@ -199,14 +128,20 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
     return state, None
 
 
+SCAN_THREADS = 4  # parallel walkers for uncached checkpoints (network filesystems)
+
+
 class _Scanner:
     def __init__(self, scratch_dir: Path, cache: SizeCache | None) -> None:
         self.scratch_dir = scratch_dir
+        self.prefix = f'{os.fspath(scratch_dir).rstrip("/")}/'
         self.cache = cache
         self.seen: set[tuple[int, int]] = set()
         self.problems: list[str] = []
         self.runs: list[Run] = []
         self.newest = 0.0
+        self.threads = SCAN_THREADS
+        self.pool = None
 
     def _add_links(self, links: list[list[int]]) -> int:
         """Bytes of hard-linked files not counted yet anywhere in this scan."""
@@ -248,7 +183,7 @@ class _Scanner:
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            if exc.errno != 2:
+            if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path / entry.name}: {exc.strerror}')
             return 0
         self.newest = max(self.newest, st.st_mtime)
@@ -269,6 +204,7 @@ class _Scanner:
     def _hf_checkpoints(self, dir_fd: int, path: Path, entries: list[os.DirEntry], run: Run) -> int:
         """Measure the HF checkpoint dirs among `entries` into `run`; returns new bytes."""
         size = 0
+        specs = []
         for entry in entries:
             try:
                 parsed = parse_checkpoint_name(entry.name)
@@ -283,10 +219,10 @@ class _Scanner:
             if not entry.is_dir(follow_symlinks=False):
                 continue
             kind, step = parsed
-            ckpt, new_bytes = self._checkpoint(dir_fd, path, entry.name, step, kind == 'tmp', 'hf')
-            if ckpt is not None:
-                run.checkpoints.append(ckpt)
-                size += new_bytes
+            specs.append((entry.name, step, kind == 'tmp', 'hf'))
+        for ckpt, new_bytes in self._checkpoints(dir_fd, path, specs):
+            run.checkpoints.append(ckpt)
+            size += new_bytes
         return size
 
     def _is_art_dir(self, dir_fd: int) -> bool:
@@ -317,16 +253,17 @@ class _Scanner:
             size = st.st_blocks * 512
             with os.scandir(fd) as it:
                 entries = list(it)
+            specs = []
             for entry in entries:
                 if entry.name.isascii() and entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
-                    ckpt, new_bytes = self._checkpoint(fd, cdir, entry.name, int(entry.name), False, 'art')
-                    if ckpt is not None:
-                        run.checkpoints.append(ckpt)
-                        size += new_bytes
+                    specs.append((entry.name, int(entry.name), False, 'art'))
                     continue
                 if entry.is_symlink() and entry.name.isdigit():
                     self.problems.append(f'{cdir / entry.name} is a symlink; not followed, not a checkpoint')
                 size += self._walk_entry(fd, cdir, entry)
+            for ckpt, new_bytes in self._checkpoints(fd, cdir, specs):
+                run.checkpoints.append(ckpt)
+                size += new_bytes
             return size
         except OSError as exc:
             self.problems.append(f'cannot read {cdir}: {exc.strerror}')
@@ -334,36 +271,55 @@ class _Scanner:
         finally:
             os.close(fd)
 
-    def _checkpoint(self, parent_fd: int, parent: Path, name: str, step: int | None,
-                    in_progress: bool, kind: str) -> tuple[Checkpoint | None, int]:
-        """Measure one checkpoint (from the cache when its key holds); (ckpt, new bytes)."""
+    def _checkpoints(self, parent_fd: int, parent: Path,
+                     specs: list[tuple[str, int | None, bool, str]]) -> list[tuple[Checkpoint, int]]:
+        """Measure checkpoints (name, step, in_progress, kind) of one parent dir;
+        [(checkpoint, new bytes)].  Uncached trees are walked in parallel: on
+        Lustre/GPFS each stat is a round trip, and stat releases the GIL."""
+        if len(specs) > 1 and self.threads > 1:
+            if self.pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix='git-ckpt-scan')
+            measured = list(self.pool.map(lambda spec: self._measure_one(parent_fd, parent, *spec), specs))
+        else:
+            measured = [self._measure_one(parent_fd, parent, *spec) for spec in specs]
+        return [(ckpt, self._account(ckpt, links)) for ckpt, links in measured if ckpt is not None]
+
+    def _account(self, ckpt: Checkpoint, links: list) -> int:
+        """Bytes of `ckpt` not counted yet in this scan (main thread only)."""
+        if ckpt.state_error:  # reported on every scan, cached or not
+            self.problems.append(f'{ckpt.path}: {ckpt.state_error}')
+        self.newest = max(self.newest, ckpt.mtime)
+        linked = sum(b for _, _, b in links)
+        return ckpt.size - linked + self._add_links(links)
+
+    def _measure_one(self, parent_fd: int, parent: Path, name: str, step: int | None,
+                     in_progress: bool, kind: str) -> tuple[Checkpoint | None, list]:
+        """One checkpoint, from the cache when its key holds; (ckpt, hard links)."""
         path = parent / name
         try:
             top = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno != 2:
+            if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
-            return None, 0
-        rel = os.path.relpath(path, self.scratch_dir)
+            return None, []
+        rel = os.fspath(path)[len(self.prefix):]  # path is under the scratch dir by construction
         cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
         if cached is not None:
             ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
                               in_progress, kind, None, cached.get('state_error'), cached.get('best'),
                               top.st_ino)
-            links = cached['links']
-        else:
-            ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, name, step,
-                                                                    in_progress, kind, top)
-            if cacheable and self.cache is not None:
-                self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
-                                       'links': links, 'complete': ckpt.complete,
-                                       'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
-        self.newest = max(self.newest, ckpt.mtime)
-        linked = sum(b for _, _, b in links)
-        return ckpt, ckpt.size - linked + self._add_links(links)
+            return ckpt, cached['links']
+        ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, name, step,
+                                                                in_progress, kind, top)
+        if cacheable and self.cache is not None:
+            self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
+                                   'links': links, 'complete': ckpt.complete,
+                                   'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
+        return ckpt, links
 
     def _measure_checkpoint(self, parent_fd, path, name, step, in_progress, kind, top):
-        tree = _Tree()
+        tree = Tree()
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
@@ -373,7 +329,7 @@ class _Scanner:
             fd = None
         if fd is not None:
             try:
-                _measure(fd, os.fspath(path), '.', top, tree, set())
+                measure(fd, os.fspath(path), '.', top, tree, set())
             finally:
                 os.close(fd)
         state_error = best = None
@@ -386,8 +342,6 @@ class _Scanner:
         complete = has_state if kind == 'hf' else bool(tree.top_names)
         error = '; '.join(tree.errors) or None
         self.problems.extend(tree.errors)
-        if state_error:
-            self.problems.append(f'{path}: {state_error}')
         ckpt = Checkpoint(path, name, step, tree.size, tree.mtime, complete, in_progress, kind,
                           error, state_error, best, top.st_ino)
         cacheable = complete and not in_progress and error is None
@@ -425,16 +379,20 @@ def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInv
         return inv
     except OSError as exc:
         inv.exists = os.path.lexists(scratch_dir)
-        why = 'is a symlink or not a directory' if exc.errno in (20, 40) else exc.strerror
+        why = 'is a symlink or not a directory' if exc.errno in (errno.ENOTDIR, errno.ELOOP) else exc.strerror
         inv.problems.append(f'cannot read {scratch_dir}: {why}')
         return inv
     if cache is None:
         cache = SizeCache.for_scratch_dir(scratch_dir)
     scanner = _Scanner(scratch_dir, cache or None)
+    if scanner.cache is not None:
+        scanner.cache.load()  # before any worker thread looks things up
     try:
         inv.size = scanner.walk(fd, scratch_dir, os.fstat(fd))
     finally:
         os.close(fd)
+        if scanner.pool is not None:
+            scanner.pool.shutdown()
     if scanner.cache is not None:
         scanner.cache.save()
     inv.runs = sorted(scanner.runs, key=lambda r: os.fspath(r.path))

@@ -83,7 +83,10 @@ def plan(run_or_inventory: Run | ScratchInventory, keep: int, keep_best: bool = 
 
 
 def _plan_run(run: Run, result: PrunePlan, now: float) -> None:
-    complete = [c for c in run.checkpoints if c.complete and c.step is not None and not c.in_progress]
+    # Only usable checkpoints count towards N: a crashed or corrupt one must not
+    # push the newest usable checkpoint out.
+    complete = [c for c in run.checkpoints
+                if c.complete and c.step is not None and not (c.in_progress or c.error or c.state_error)]
     highest = {id(c) for c in sorted(complete, key=lambda c: c.step)[-result.keep:]}
     newest = max(complete, key=lambda c: (c.mtime, c.step), default=None)
     best_unknown = result.keep_best and run.best_error is not None

@@ -18,7 +18,7 @@ from git_ckpt.scratch import ensure_private_dir, is_managed
 def root_of(scratch_dir: Path) -> Path | None:
     """The scratch root above a managed scratch dir (<root>/<project>/<leaf>),
     or None when the dir is not laid out by git-ckpt."""
-    scratch_dir = Path(os.path.abspath(scratch_dir))
+    scratch_dir = Path(os.path.realpath(scratch_dir))  # one lock/cache whatever the spelling
     if is_managed(scratch_dir) or (scratch_dir.parent / C.REPO_MANIFEST_NAME).is_file():
         return scratch_dir.parent.parent
     return None
@@ -28,7 +28,7 @@ def state_file(scratch_dir: Path, kind: str, suffix: str, *, create: bool = True
     """The path of one state file for `scratch_dir`; its parent dirs are
     created private (0700, owned by us) when `create`.  Raises GitCkptError
     for a dir git-ckpt does not manage."""
-    scratch_dir = Path(os.path.abspath(scratch_dir))
+    scratch_dir = Path(os.path.realpath(scratch_dir))  # one lock/cache whatever the spelling
     root = root_of(scratch_dir)
     if root is None:
         raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',

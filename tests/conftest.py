@@ -195,6 +195,74 @@ def as_unprivileged(unprivileged_user):
         shutil.rmtree(sandbox, ignore_errors=True)
 
 
+# --- inventory (issue 4) helpers ----------------------------------------------
+
+HOUR_AGO = 3600.0
+
+
+def make_checkpoint(run_dir: Path, name: str, *, files: dict[str, bytes] | None = None,
+                    state: dict | str | None = 'default', age: float = HOUR_AGO) -> Path:
+    """A real HF-style checkpoint dir.  `state`: a dict for trainer_state.json,
+    a str written verbatim (corrupt), None for no trainer_state.json.  Every
+    mtime is set `age` seconds in the past (older than the prune grace window)."""
+    import json as _json
+    import time as _time
+    path = run_dir / name
+    path.mkdir(parents=True)
+    for fname, data in (files if files is not None else {'model.safetensors': b'w' * 20000}).items():
+        (path / fname).parent.mkdir(parents=True, exist_ok=True)
+        (path / fname).write_bytes(data)
+    if state == 'default':
+        state = {'global_step': 0, 'best_model_checkpoint': None}
+    if isinstance(state, dict):
+        (path / 'trainer_state.json').write_text(_json.dumps(state))
+    elif isinstance(state, str):
+        (path / 'trainer_state.json').write_text(state)
+    set_age(path, age)
+    return path
+
+
+def set_age(path: Path, age: float) -> None:
+    """Set the mtime of path and everything under it to `age` seconds ago."""
+    import time as _time
+    when = _time.time() - age
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (when, when), follow_symlinks=False)
+    os.utime(path, (when, when), follow_symlinks=False)
+
+
+@pytest.fixture
+def managed_scratch(hermetic) -> Path:
+    """A managed scratch dir laid out like git-ckpt's (<root>/<project>/<worktree>,
+    both manifests written by git-ckpt's own code), without a repository."""
+    from git_ckpt import constants as C
+    from git_ckpt.scratch import ensure_private_dir, write_json_atomic
+    scratch_dir = ensure_private_dir(hermetic.root, Path('proj-0123abcd') / 'exp-89abcdef')
+    write_json_atomic(scratch_dir.parent / C.REPO_MANIFEST_NAME, {'schema': C.MANIFEST_SCHEMA, 'repo': '/nowhere'})
+    write_json_atomic(scratch_dir / C.MANIFEST_NAME, {
+        'schema': C.MANIFEST_SCHEMA, 'worktree_id': scratch_dir.name, 'worktree': '/nowhere/exp'})
+    return scratch_dir
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """relative path -> sha256 (files) / 'dir' / 'link:<target>' of everything under path."""
+    import hashlib
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, path)
+            if os.path.islink(full):
+                out[rel] = f'link:{os.readlink(full)}'
+            elif os.path.isdir(full):
+                out[rel] = 'dir'
+            else:
+                with open(full, 'rb') as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
 @pytest.fixture
 def tmpfs_mount(tmp_path):
     """Factory: mount a tmpfs of `size` (e.g. '1m') at a fresh dir, unmounted in

@@ -69,11 +69,11 @@ class _Progress:
             self.bar.stop()
 
 
-def _report(plan: prune.PrunePlan, dry_run: bool) -> None:
+def _report(plan: prune.PrunePlan, dry_run: bool, base: Path) -> None:
     verb = 'would delete' if dry_run else 'delete'
     for decision in plan.decisions:
         ckpt = decision.checkpoint
-        rel = os.path.relpath(ckpt.path, plan.scratch_dir)
+        rel = os.path.relpath(ckpt.path, base)
         if decision.delete:
             if dry_run:
                 info(f'{verb} {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
@@ -93,12 +93,15 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
     failed = False
     total_freed = total_planned = 0
     for scratch_dir, run_path in _targets(path, all_worktrees, cli_root):
+        # Paths are shown relative to the scratch dir, or to the project dir
+        # (so they name the worktree's dir) when several worktrees are pruned.
+        base = scratch_dir.parent if all_worktrees else scratch_dir
         if not scratch_dir.is_dir():
             info(f'{scratch_dir}: no scratch dir yet, nothing to prune')
             continue
         if dry_run:  # read-only: no lock needed
             plan = prune.plan(_only(inventory.scan(scratch_dir), run_path), keep, keep_best, grace)
-            _report(plan, True)
+            _report(plan, True, base)
             total_planned += plan.bytes_freed
             for problem in plan.problems:
                 warn(problem)
@@ -106,14 +109,14 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
         with scratch_lock(scratch_dir, 'prune'):
             inv = inventory.scan(scratch_dir)
             plan = prune.plan(_only(inv, run_path), keep, keep_best, grace)
-            _report(plan, False)
+            _report(plan, False, base)
             progress = _Progress()
             try:
                 freed = prune.apply(plan, progress)
             finally:
                 progress.close()
         for ckpt in plan.deleted:
-            info(f'deleted {os.path.relpath(ckpt.path, scratch_dir)} ({human_size(ckpt.size)})')
+            info(f'deleted {os.path.relpath(ckpt.path, base)} ({human_size(ckpt.size)})')
         for problem in plan.problems:
             warn(problem)
         for failure in plan.failures:

@@ -117,7 +117,13 @@ def collect(all_: bool, cli_root: str | None) -> tuple[Path, list[Row], list[str
             rows.extend(rows_for_repo(project_dir, common_dir, now))
         return root, rows, problems
     wt = worktree.current_worktree()
-    location = worktree.locate(wt, cli_root=cli_root)
+    try:
+        location = worktree.locate(wt, cli_root=cli_root)
+    except GitCkptError as exc:
+        # The root vanished or became unusable: still show the worktrees, and say why.
+        rows = [Row(None, e.path, None, e.branch, None, STATE_NO_DIR)
+                for e in git.worktree_list(cwd=wt.top) if not e.bare]
+        return resolve_root(cli_root, load_settings(wt.top)).path, rows, [str(exc)]
     rows = rows_for_repo(location.project_dir, wt.common_dir, now)
     if not location.project_dir.is_dir():
         problems.append(f'{location.project_dir} does not exist yet (run git ckpt init or git ckpt path)')

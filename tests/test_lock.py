@@ -1,0 +1,126 @@
+"""The scratch dir lock (issue 4, section 3): two real processes contend."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_error, ckpt, make_checkpoint, scratch_path
+from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError
+from git_ckpt.lock import lock_path, read_holder, scratch_lock
+
+HOLD = '''
+import sys, time
+from pathlib import Path
+from git_ckpt.lock import scratch_lock
+with scratch_lock(Path(sys.argv[1]), sys.argv[2]):
+    print('locked', flush=True)
+    sys.stdin.read()          # hold until the test closes stdin (or kills us)
+    time.sleep(float(sys.argv[3]))
+'''
+
+
+class Holder:
+    """Another process holding the lock of a scratch dir."""
+
+    def __init__(self, scratch_dir: Path, command: str = 'archive', linger: float = 0.0) -> None:
+        self.proc = subprocess.Popen([sys.executable, '-c', HOLD, os.fspath(scratch_dir), command, str(linger)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == 'locked'
+
+    def release(self) -> None:
+        self.proc.stdin.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def holder_factory():
+    holders = []
+
+    def make(*args, **kwargs) -> Holder:
+        holders.append(Holder(*args, **kwargs))
+        return holders[-1]
+    yield make
+    for holder in holders:
+        holder.stop()
+
+
+@pytest.fixture
+def wt_scratch(inited_repo) -> Path:
+    return scratch_path(inited_repo)
+
+
+def test_contention_names_the_holder(inited_repo, wt_scratch, holder_factory):
+    for step in (1, 2, 3):
+        make_checkpoint(wt_scratch / 'run', f'checkpoint-{step}', age=3600 - step)
+    holder = holder_factory(wt_scratch, 'archive')
+    proc = ckpt('prune', '--keep', '1', cwd=inited_repo, check=False)
+    line = assert_error(proc, 'in use by', '`git ckpt archive`', f'pid {holder.proc.pid}', socket.gethostname(),
+                        'started')
+    assert 'wait for it to finish' in line
+    assert len(os.listdir(wt_scratch / 'run')) == 3  # nothing deleted
+    # A dry run only reads: it does not need the lock.
+    ckpt('prune', '--keep', '1', '--dry-run', cwd=inited_repo)
+    with pytest.raises(GitCkptError, match=f'pid {holder.proc.pid}'):
+        with scratch_lock(wt_scratch, 'gc'):
+            pass
+    holder.release()
+    holder.proc.wait(timeout=10)
+    ckpt('prune', '--keep', '1', cwd=inited_repo)
+    assert os.listdir(wt_scratch / 'run') == ['checkpoint-3']
+
+
+def test_killed_holder_leaves_no_stale_lock(wt_scratch, holder_factory):
+    holder = holder_factory(wt_scratch, 'migrate')
+    os.kill(holder.proc.pid, signal.SIGKILL)
+    holder.proc.wait(timeout=10)
+    with scratch_lock(wt_scratch, 'prune') as path:
+        assert read_holder(path).pid == os.getpid()
+        assert read_holder(path).command == 'prune'
+
+
+def test_wait_until_released_and_timeout(wt_scratch, holder_factory):
+    holder = holder_factory(wt_scratch, 'gc', linger=0.5)
+    with pytest.raises(GitCkptError, match='`git ckpt gc`'):
+        with scratch_lock(wt_scratch, 'prune', wait=True, timeout=0.3):
+            pass
+    holder.release()  # lets go about half a second later
+    start = time.monotonic()
+    with scratch_lock(wt_scratch, 'prune', wait=True, timeout=30):
+        assert holder.proc.wait(timeout=10) == 0
+    assert time.monotonic() - start < 30
+
+
+def test_lock_file_lives_in_the_root_state_dir(hermetic, inited_repo, wt_scratch):
+    with scratch_lock(wt_scratch, 'prune') as path:
+        assert path == lock_path(wt_scratch)
+        assert path.is_relative_to(hermetic.root / C.STATE_DIR / C.LOCK_DIR)
+        assert not path.is_relative_to(wt_scratch) and not path.is_relative_to(inited_repo)
+        assert (path.stat().st_mode & 0o777) == 0o600
+    # Released: no holder to name any more.
+    assert read_holder(path) is None
+
+
+def test_locks_are_per_scratch_dir(inited_repo, wt_scratch, holder_factory):
+    from conftest import add_worktree
+    other = scratch_path(add_worktree(inited_repo, inited_repo.parent / 'exp1'))
+    holder_factory(wt_scratch, 'archive')
+    with scratch_lock(other, 'prune'):
+        pass
+
+
+def test_unmanaged_dir_cannot_be_locked(tmp_path):
+    with pytest.raises(GitCkptError, match='not a scratch dir managed by git-ckpt'):
+        with scratch_lock(tmp_path, 'prune'):
+            pass
