@@ -85,5 +85,12 @@ step "the scratch root"
 cd "$ROOT"
 find . -mindepth 1 | sort | sed -e 's|^\./||' -e 's|[^/]*/|    |g'
 
+step "done with exp1: git ckpt remove --archive removes the worktree and archives its checkpoints"
+cd "$PROJECTS/proj"
+show ckpt remove --archive ../exp1
+show git worktree list
+echo "the archive (a rename on the same filesystem, with its manifest):"
+find "$ROOT/archive" -mindepth 1 | sort | sed -e "s|^$ROOT/archive/||" -e 's|[^/]*/|    |g'
+
 echo
 echo "quickstart: done; the sandbox $SANDBOX is removed on exit"

@@ -3,7 +3,8 @@
 `<tree>/.git-ckpt-archive.json` lists every file (size, sha256, mode,
 mtime), symlink (its target: links are recorded, never followed) and
 directory; `complete: true` is written last, so a tree whose manifest is
-missing or incomplete never verifies.  Standard library only.
+missing or incomplete never verifies.  Deleting a source after a copy
+goes by the manifest too: only what it vouches for.  Standard library only.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_ckpt import constants as C
+from git_ckpt.errors import GitCkptError
+from git_ckpt.safe_delete import remove_tree
 
 MANIFEST = C.TRANSFER_MANIFEST_NAME
 BUF_SIZE = 4 << 20
@@ -138,3 +141,28 @@ def walk_names(tree: Path) -> list[str]:
         prefix = '' if rel_dir == '.' else f'{rel_dir}/'
         out += [f'{prefix}{n}' for n in dirnames + filenames]
     return out
+
+
+def delete_verified(src: Path, dest: Path) -> list[str]:
+    """Delete from `src` exactly what `dest`'s manifest vouches for (see
+    delete_listed).  Returns the source paths left in place."""
+    data = read_manifest(dest)
+    if data is None:
+        raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
+    return delete_listed(src, data)
+
+
+def delete_listed(src: Path, manifest: dict) -> list[str]:
+    """Delete the files of `src` a verified copy's manifest lists, unchanged
+    (same size and mtime) since they were copied, and its symlinks; never
+    following links.  Returns the source paths left in place."""
+    files, symlinks = manifest['files'], manifest.get('symlinks', {})
+
+    def verified(rel: str, st: os.stat_result) -> bool:
+        if stat.S_ISLNK(st.st_mode):
+            return rel in symlinks
+        record = files.get(rel)
+        return (record is not None and stat.S_ISREG(st.st_mode) and st.st_size == record['size']
+                and st.st_mtime_ns == record.get('mtime_ns'))
+
+    return remove_tree(src, may_delete=verified)

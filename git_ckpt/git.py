@@ -187,6 +187,16 @@ def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
+def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
+                    cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
+    """`git worktree remove [--force] PATH`, unchecked: the caller reports git's
+    own refusal (dirty or locked worktree) as it sees fit."""
+    args = ['worktree', 'remove']
+    if force:
+        args.append('--force')
+    return run_git(*args, os.fspath(path), cwd=cwd, check=False)
+
+
 # --- The commit guard's view of the index (guard.py) -------------------------
 
 class IndexEntry(NamedTuple):

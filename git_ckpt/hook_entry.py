@@ -68,6 +68,14 @@ def _create_links(location) -> None:
 POST_CHECKOUT_EXTRAS.append(_create_links)
 
 
+def _orphan_notice(location) -> None:
+    from git_ckpt.notice import post_checkout
+    post_checkout(location)
+
+
+POST_CHECKOUT_EXTRAS.append(_orphan_notice)
+
+
 def pre_commit(args: list[str]) -> int:
     """The commit guard; args are `--allow PATTERN`s and, from the pre-commit
     framework, the filenames to check.  Exit 1 blocks the commit."""

@@ -105,6 +105,96 @@ def prune(cli_root: str | None, keep: int, all_worktrees: bool, grace: float, ke
                dry_run=dry_run, cli_root=cli_root)
 
 
+ARCHIVE_TO = click.option('--to', metavar='DIR',
+                          help='Archive dir (default: git config ckpt.archiveDir, else <root>/archive).')
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@ARCHIVE_TO
+@click.option('--orphans', is_flag=True, help='Archive every orphaned scratch dir of this repository.')
+@click.option('--run', metavar='RUN', help='Archive only this run dir inside the scratch dir.')
+@click.option('--format', 'fmt', type=click.Choice(C.ARCHIVE_FORMATS), default='dir', show_default=True,
+              help='A plain directory, or one .tar.zst file (needs zstandard).')
+@click.option('--delete-source', is_flag=True,
+              help='After a verified copy, delete what was copied (a rename moves it anyway).')
+@click.option('--dry-run', '-n', is_flag=True, help='Show what would be archived where, and how.')
+@click.argument('worktree_arg', required=False, metavar='[WORKTREE]')
+def archive(cli_root, to, orphans, run, fmt, delete_source, dry_run, worktree_arg) -> int:
+    """Move a worktree's checkpoints (or one run, or the orphans) to an archive.
+
+    Same filesystem: a rename, instant. Otherwise: a copy into NAME.partial,
+    every file checked against a sha256 manifest, then renamed to NAME.
+    NAME is the worktree name and the date; an existing archive is never
+    overwritten. A rerun after a crash resumes the copy.
+    """
+    from git_ckpt.commands.archive import archive_command as run_command
+    return run_command(worktree_arg=worktree_arg, to=to, orphans=orphans, run=run, fmt=fmt,
+                       delete_source=delete_source, dry_run=dry_run, cli_root=cli_root)
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--force', is_flag=True, help='Replace checkpoints of the same name in the scratch dir.')
+@click.argument('archive_arg', metavar='ARCHIVE')
+@click.argument('worktree_arg', required=False, metavar='[WORKTREE]')
+def restore(cli_root, force, archive_arg, worktree_arg) -> int:
+    """Bring an archive back into a worktree's scratch dir, verified first.
+
+    ARCHIVE is a path, or a name in the archive dir. A file or run already
+    in the scratch dir is never overwritten unless --force.
+    """
+    from git_ckpt.commands.archive import restore_command
+    return restore_command(archive_arg=archive_arg, worktree_arg=worktree_arg, force=force,
+                           cli_root=cli_root)
+
+
+def _action(archive_: bool, delete: bool, keep: bool = False) -> str | None:
+    chosen = [name for name, on in (('archive', archive_), ('delete', delete), ('keep', keep)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError(f'choose one of --{" / --".join(chosen)}')
+    return chosen[0] if chosen else None
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--archive', 'archive_', is_flag=True, help='Archive the scratch dir (then delete it).')
+@click.option('--delete', is_flag=True, help='Delete the scratch dir.')
+@click.option('--keep', is_flag=True, help='Keep the scratch dir (it becomes an orphan; see gc).')
+@click.option('--yes', '-y', is_flag=True, help='Do not ask for confirmation before deleting.')
+@click.option('--force', '-f', is_flag=True, help='Remove the worktree even if it is dirty (git worktree remove --force).')
+@click.option('--dry-run', '-n', is_flag=True, help='Show what would happen.')
+@click.argument('worktree_arg', metavar='WORKTREE')
+def remove(cli_root, archive_, delete, keep, yes, force, dry_run, worktree_arg) -> int:
+    """Remove a worktree, and archive, delete or keep its checkpoints.
+
+    Shows the scratch dir's size and checkpoints; on a terminal asks
+    [a]rchive / [d]elete / [k]eep / [c]ancel. Without a terminal and without
+    a choice the scratch dir is kept. git worktree remove runs first: if git
+    refuses (a dirty worktree without --force), the scratch dir is untouched.
+    """
+    from git_ckpt.commands.remove import remove_command
+    return remove_command(worktree_arg=worktree_arg, action=_action(archive_, delete, keep), yes=yes,
+                          force=force, dry_run=dry_run, cli_root=cli_root)
+
+
+@cli.command(context_settings=CONTEXT)
+@ROOT_OPTION
+@click.option('--archive', 'archive_', is_flag=True, help='Archive every orphan (then delete it).')
+@click.option('--delete', is_flag=True, help='Delete every orphan.')
+@click.option('--dry-run', '-n', is_flag=True, help='List the orphans and what would happen.')
+@click.option('--yes', '-y', is_flag=True, help='Do not ask for confirmation before deleting.')
+def gc(cli_root, archive_, delete, dry_run, yes) -> int:
+    """Archive or delete the scratch dirs of removed worktrees (orphans).
+
+    Finds them however the worktree went (git worktree remove, rm -rf and
+    git worktree prune, a re-added name). On a terminal without a flag, asks
+    for each one; without a terminal and without a flag, only lists them.
+    """
+    from git_ckpt.commands.remove import gc_command
+    return gc_command(action=_action(archive_, delete), dry_run=dry_run, yes=yes, cli_root=cli_root)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option('--global', 'global_', is_flag=True,
               help='Record the links in the global git config (every repository).')
@@ -161,6 +251,15 @@ def doctor(as_json: bool) -> int:
     return run(as_json=as_json)
 
 
+# Commands that report orphans themselves (or must stay silent on stderr).
+NO_NOTICE = {'gc', 'remove', 'archive', 'status', 'doctor', '_hook'}
+
+
+def _command_name(argv: list[str] | None) -> str | None:
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith('-')), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
@@ -180,4 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (Exception, KeyboardInterrupt) as exc:
         return report(exc)
+    command = _command_name(argv)
+    if command in cli.commands and command not in NO_NOTICE:
+        from git_ckpt.notice import after_command
+        after_command()
     return result if isinstance(result, int) else 0

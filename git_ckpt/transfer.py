@@ -3,10 +3,10 @@
 Used by `archive`, `restore` and `migrate`.  The rules:
 - Same filesystem: one rename; nothing is copied, so it costs the same for
   10 MB and 1 TB.  The manifest then records names and sizes only.
-- Otherwise the tree is copied into `<dest>.partial`: each file is read once,
-  hashed (sha256, in a helper thread so hashing overlaps the I/O) and
-  written, fsynced, then read back from the destination and hashed again.
-  Only when every file matched is the checksum manifest written, the
+- Otherwise the tree is copied into `<dest>.partial`: each block is read
+  once, hashed (sha256), written, read back from the destination and
+  compared with what was hashed; each file is fsynced.  Only when every
+  file matched is the checksum manifest written, the
   `.partial` renamed to its final name, and (if asked) the source deleted:
   only the files that were verified, never following a symlink.
 - kill -9 at any point: the source is untouched and `<dest>.partial` holds a
@@ -21,13 +21,13 @@ import hashlib
 import json
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 from git_ckpt import constants as C
-from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, fsync_dir, hash_file,  # noqa: F401
-                                 read_manifest, verify, write_manifest)
+from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, delete_listed,  # noqa: F401
+                                 delete_verified, fsync_dir, hash_file, read_manifest, verify,
+                                 write_manifest)
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
@@ -93,6 +93,11 @@ def scan(src: Path, skip: tuple[str, ...] = ()) -> tuple[list[Entry], list[str]]
 
 
 def same_filesystem(src: Path, dest_parent: Path) -> bool:
+    """Whether a rename from src into dest_parent can work (dest_parent may
+    not exist yet: its nearest existing ancestor decides)."""
+    dest_parent = Path(os.path.abspath(dest_parent))
+    while not dest_parent.exists() and dest_parent != dest_parent.parent:
+        dest_parent = dest_parent.parent
     return os.stat(src).st_dev == os.stat(dest_parent).st_dev
 
 
@@ -218,12 +223,12 @@ def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
     files = [e for e in entries if e.kind == 'file']
     needed = sum(e.size for e in files if not _still_valid(done, e))
     try:
+        _check_space(dest, needed)  # before anything is written
         if done is None:
             os.mkdir(partial, 0o700)
             with open(partial / JOURNAL, 'w', encoding='utf-8') as f:
                 f.write(json.dumps({'source': os.fspath(src_real), 'started': now_iso()}) + '\n')
             done = {}
-        _check_space(dest, needed)
         hashes, links, resumed = _copy_entries(src, partial, entries, done, progress)
         _finish_dirs(partial, entries)
         manifest = _manifest(src, 'copy', entries, hashes, links, meta)
@@ -269,7 +274,6 @@ def _copy_entries(src: Path, partial: Path, entries: list[Entry], done: dict,
             unique.setdefault(e.inode or e.rel, e.size)
     total = sum(unique.values())
     with byte_progress(total, f'copying to {partial.name[:-len(PARTIAL)]}', progress) as bar, \
-            ThreadPoolExecutor(1) as hasher, \
             open(partial / JOURNAL, 'a', encoding='utf-8') as journal:
         for e in entries:
             target = partial / e.rel
@@ -293,9 +297,9 @@ def _copy_entries(src: Path, partial: Path, entries: list[Entry], done: dict,
                     resumed += 1
                     bar.advance(e.size)
                     continue
-                digest = copy_file(src / e.rel, target, hasher, bar.advance)
+                digest = copy_file(src / e.rel, target, bar.advance)
                 os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
-                bad = check_file(target, digest, e.size)
+                bad = check_file(target, None, e.size)  # same size as when scanned
                 if bad:
                     raise GitCkptError(f'{target} does not match its source after copying ({bad})',
                                        'check the destination filesystem; the source is intact')
@@ -314,35 +318,43 @@ def _size_of(path: Path) -> int:
     return st.st_size if stat.S_ISREG(st.st_mode) else -1
 
 
-def copy_file(src: Path, dest: Path, hasher: ThreadPoolExecutor, advance) -> str:
-    """Copy one file, hashing what was read in a helper thread (hashlib
-    releases the GIL) while the next block is read and written; fsync it."""
+def copy_file(src: Path, dest: Path, advance) -> str:
+    """Copy one file, verify it, fsync it; return its sha256.
+
+    One pass: each block is read once, hashed, written, then read back from
+    the destination and compared byte for byte with what was hashed.  So the
+    destination provably holds the bytes whose sha256 the manifest records,
+    without hashing everything twice (a memcmp costs a fraction of a sha256).
+    Single-threaded on purpose: a helper hashing thread measured no faster on
+    a busy 2-core node (see benchmarks/README.md).  Raises on a mismatch.
+    """
     digest = hashlib.sha256()
-    buffers = (bytearray(BUF_SIZE), bytearray(BUF_SIZE))
-    pending = None
+    buf = bytearray(BUF_SIZE)
     src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         dest_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        back_fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            i = 0
+            offset = 0
             while True:
-                buf = buffers[i & 1]
-                i += 1
                 n = os.readv(src_fd, [buf])
                 if not n:
                     break
                 view = memoryview(buf)[:n]
-                if pending is not None:
-                    pending.result()  # the other buffer is free again
-                pending = hasher.submit(digest.update, view)
+                digest.update(view)
                 written = 0
                 while written < n:
                     written += os.write(dest_fd, view[written:])
+                # bytearray == bytes is a memcmp (a memoryview compare is not).
+                if (buf if n == BUF_SIZE else buf[:n]) != os.pread(back_fd, n, offset):
+                    raise GitCkptError(f'{dest} does not read back what was written at byte {offset}',
+                                       'check the destination filesystem; the source is intact')
+                del view
+                offset += n
                 advance(n)
-            if pending is not None:
-                pending.result()
             os.fsync(dest_fd)
         finally:
+            os.close(back_fd)
             os.close(dest_fd)
     finally:
         os.close(src_fd)
@@ -359,25 +371,6 @@ def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
         os.chmod(partial / e.rel, e.mode | stat.S_IRWXU)
         os.utime(partial / e.rel, ns=(e.mtime_ns, e.mtime_ns))
         fsync_dir(partial / e.rel)
-
-
-def delete_verified(src: Path, dest: Path) -> list[str]:
-    """Delete from `src` exactly what `dest`'s manifest vouches for: files
-    unchanged in size since the copy and the recorded symlinks; never
-    following links.  Returns the source paths left in place."""
-    data = read_manifest(dest)
-    if data is None:
-        raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
-    files, symlinks = data['files'], data.get('symlinks', {})
-
-    def verified(rel: str, st: os.stat_result) -> bool:
-        if stat.S_ISLNK(st.st_mode):
-            return rel in symlinks
-        record = files.get(rel)
-        return (record is not None and stat.S_ISREG(st.st_mode) and st.st_size == record['size']
-                and st.st_mtime_ns == record.get('mtime_ns'))
-
-    return remove_tree(src, may_delete=verified)
 
 
 def remove_partial(dest: Path) -> bool:

@@ -1,0 +1,209 @@
+"""Archives of scratch dirs: where they go, what they are called, making
+and restoring them, and deleting a managed scratch dir.
+
+An archive is a directory (or a .tar.zst file) named `<worktree>-<date>`
+(`<worktree>-<run>-<date>` for one run) in the archive dir: `--to`, else
+`git config ckpt.archiveDir`, else `<root>/archive`.  Names are never reused:
+a second archive the same day is `-2`, `-3`...  The moving itself is
+transfer.py's job (rename on one filesystem, verified copy across).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from git_ckpt import constants as C
+from git_ckpt import transfer
+from git_ckpt.errors import GitCkptError
+from git_ckpt.safe_delete import DIR_FLAGS, open_managed_dir, remove_tree, rmtree_at
+from git_ckpt.scratch import ensure_private_dir
+from git_ckpt.settings import Settings
+
+TAR_SUFFIX = '.tar.zst'
+
+
+def archive_root(cli_to: str | None, settings: Settings, root_real: Path, *, create: bool = True) -> Path:
+    """--to, else ckpt.archiveDir, else <root>/archive; created 0700 and checked writable."""
+    configured = settings.get(C.CONFIG_ARCHIVE_DIR)
+    if cli_to or configured:
+        where = cli_to or configured[0]
+        path = Path(os.path.abspath(os.path.expanduser(where)))
+        flag = '--to' if cli_to else f'git config {C.CONFIG_ARCHIVE_DIR}'
+        if create:
+            try:
+                os.makedirs(path, C.DIR_MODE, exist_ok=True)
+            except OSError as exc:
+                raise GitCkptError(f'cannot create archive dir {path} ({flag}): {exc.strerror}',
+                                   'choose a writable destination with --to DIR')
+    else:
+        path = ensure_private_dir(root_real, C.ARCHIVE_AREA, create=create)
+        flag = 'default'
+    if create and not path.is_dir():
+        raise GitCkptError(f'archive dir {path} ({flag}) is not a directory', 'choose another with --to DIR')
+    if create and not os.access(path, os.W_OK | os.X_OK):
+        raise GitCkptError(f'archive dir {path} ({flag}) is not writable by you',
+                           'choose a writable destination with --to DIR or fix its permissions')
+    return path
+
+
+def worktree_name(manifest: dict, scratch_dir: Path) -> str:
+    """The name of the worktree a scratch dir belongs (or belonged) to."""
+    name = os.path.basename(str(manifest.get('worktree', '')).rstrip('/'))
+    if not name:
+        name = scratch_dir.name.rsplit('-', 1)[0]
+    return name.lstrip('.') or 'worktree'
+
+
+def base_name(worktree: str, run: str | None, day: str | None = None) -> str:
+    day = day or time.strftime('%Y-%m-%d')
+    run_part = f'-{run.strip("/").replace("/", "_")}' if run else ''
+    return f'{worktree}{run_part}-{day}'
+
+
+def choose_dest(dest_root: Path, base: str, fmt: str, src: Path) -> tuple[Path, bool]:
+    """(archive path, resuming): an unfinished transfer of the same source
+    under one of this base's names is resumed; otherwise the first free name."""
+    suffix = TAR_SUFFIX if fmt == 'tar.zst' else ''
+    src_real = os.path.realpath(src)
+    candidates = [dest_root / f'{base if i == 1 else f"{base}-{i}"}{suffix}' for i in range(1, 1000)]
+    for final in candidates:
+        partial = final.with_name(final.name + C.PARTIAL_SUFFIX)
+        if not os.path.lexists(final) and os.path.lexists(partial) and \
+                _partial_source(partial, fmt) == src_real:
+            return final, True
+    for final in candidates:
+        partial = final.with_name(final.name + C.PARTIAL_SUFFIX)
+        if not os.path.lexists(final) and not os.path.lexists(partial):
+            return final, False
+    raise GitCkptError(f'too many archives named {base}* in {dest_root}', 'clean up old archives')
+
+
+def _partial_source(partial: Path, fmt: str) -> str | None:
+    if fmt == 'tar.zst':
+        from git_ckpt import tarzst
+        return tarzst.partial_source(partial)
+    return transfer.partial_source(partial)
+
+
+class Archived(NamedTuple):
+    source: Path
+    dest: Path
+    method: str     # 'rename', 'copy' or 'tar.zst'
+    files: int
+    bytes: int
+    resumed: int
+    source_left: list[str]
+    source_gone: bool
+
+
+def make_archive(src: Path, dest: Path, *, fmt: str, delete_source: bool, meta: dict,
+                 progress: bool | None = None) -> Archived:
+    """Archive the tree `src` as `dest` (see choose_dest)."""
+    src_real, dest_real = os.path.realpath(src), os.path.realpath(dest.parent)
+    if dest_real == src_real or dest_real.startswith(src_real + os.sep):
+        raise GitCkptError(f'the archive dir {dest.parent} is inside {src}', 'archive to a dir outside it (--to DIR)')
+    if fmt == 'tar.zst':
+        from git_ckpt import tarzst
+        result, manifest = tarzst.pack(src, dest, meta=meta, progress=progress)
+        left = transfer.delete_listed(src, manifest) if delete_source else []
+        method = 'tar.zst'
+    else:
+        result = transfer.transfer(src, dest, delete_source=delete_source, progress=progress, meta=meta)
+        left, method = result.source_left, result.method
+    return Archived(src, dest, method, result.files, result.bytes, result.resumed, left,
+                    not os.path.lexists(src))
+
+
+def delete_scratch_dir(scratch_dir: Path) -> None:
+    """Delete a whole managed scratch dir (it must carry a manifest), by fd,
+    never following a symlink."""
+    fd = open_managed_dir(scratch_dir)  # raises for an unmanaged dir or a symlink
+    os.close(fd)
+    parent_fd = os.open(scratch_dir.parent, DIR_FLAGS)
+    try:
+        rmtree_at(parent_fd, scratch_dir.name)
+    finally:
+        os.close(parent_fd)
+
+
+def find_archive(arg: str, dest_root: Path | None) -> Path:
+    """ARCHIVE as given: a path, or a name in the archive dir."""
+    path = Path(os.path.abspath(os.path.expanduser(arg)))
+    if os.path.lexists(path):
+        return path
+    if dest_root is not None:
+        for candidate in (dest_root / arg, dest_root / f'{arg}{TAR_SUFFIX}'):
+            if os.path.lexists(candidate):
+                return candidate
+    where = f' or in {dest_root}' if dest_root else ''
+    raise GitCkptError(f'no archive {arg} (as a path{where})', 'list archives with: ls ' +
+                       os.fspath(dest_root or '.'))
+
+
+def archive_format(path: Path) -> str:
+    return 'tar.zst' if path.name.endswith(TAR_SUFFIX) and path.is_file() else 'dir'
+
+
+def check_archive(path: Path) -> dict:
+    """Verify an archive; its manifest, or raise naming the bad files."""
+    if archive_format(path) == 'tar.zst':
+        from git_ckpt import tarzst
+        problems, manifest = tarzst.verify(path)
+    else:
+        if not path.is_dir() or path.is_symlink():
+            raise GitCkptError(f'{path} is not an archive (not a directory or .tar.zst file)',
+                               'give the path of an archive made by git ckpt archive')
+        problems, manifest = transfer.verify(path), transfer.read_manifest(path)
+    if problems:
+        shown = ', '.join(str(p) for p in problems[:5])
+        more = f' and {len(problems) - 5} more' if len(problems) > 5 else ''
+        raise GitCkptError(f'archive {path} does not match its manifest: {shown}{more}',
+                           'nothing was restored; restore from another copy of the archive')
+    return manifest
+
+
+def restore_names(path: Path, manifest: dict) -> list[str]:
+    """Top-level entries an archive brings back (not its manifests)."""
+    skip = {C.TRANSFER_MANIFEST_NAME, C.MANIFEST_NAME}
+    names = {rel.split('/', 1)[0] for rel in manifest.get('files', {})}
+    names |= {rel.split('/', 1)[0] for rel in manifest.get('symlinks', {})}
+    names |= {rel.split('/', 1)[0] for rel in manifest.get('dirs', [])}
+    return sorted(names - skip)
+
+
+def restore(path: Path, manifest: dict, target: Path, *, force: bool,
+            progress: bool | None = None) -> tuple[list[str], str]:
+    """Bring a verified archive's entries into `target` (a dir inside a
+    managed scratch dir).  Returns (names restored, method)."""
+    names = restore_names(path, manifest)
+    conflicts = [n for n in names if os.path.lexists(target / n)]
+    if conflicts and not force:
+        raise GitCkptError(f'{target} already has {", ".join(conflicts[:5])}'
+                           f'{" ..." if len(conflicts) > 5 else ""}',
+                           'nothing was restored; use --force to replace them, or restore into another worktree')
+    staging = target / f'.git-ckpt-restore-{path.name}'
+    if os.path.lexists(staging):
+        # An interrupted restore: on one filesystem its files may exist only there.
+        raise GitCkptError(f'an earlier restore of {path.name} was interrupted; its files are in {staging}',
+                           'move what you need out of it, delete it, then run restore again')
+    if archive_format(path) == 'tar.zst':
+        from git_ckpt import tarzst
+        tarzst.unpack(path, staging, progress=progress)
+        method = 'tar.zst'
+    else:
+        same_fs = transfer.same_filesystem(path, target)
+        result = transfer.transfer(path, staging, allow_rename=same_fs, progress=progress,
+                                   skip=(C.TRANSFER_MANIFEST_NAME, C.MANIFEST_NAME))
+        method = result.method
+    for name in conflicts:
+        victim = target / name
+        if victim.is_dir() and not victim.is_symlink():
+            remove_tree(victim)
+        else:
+            os.unlink(victim)
+    for name in names:
+        os.rename(staging / name, target / name)
+    remove_tree(staging)
+    return names, method

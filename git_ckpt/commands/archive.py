@@ -1,0 +1,116 @@
+"""`git ckpt archive` and `git ckpt restore`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from git_ckpt import archive, inventory, targets, transfer, worktree
+from git_ckpt.errors import GitCkptError
+from git_ckpt.lock import scratch_lock
+from git_ckpt.output import human_size, info, warn
+from git_ckpt.scratch import ensure_private_dir, is_managed, read_manifest
+from git_ckpt.settings import load_settings
+
+
+def _run_dir(scratch_dir: Path, run: str) -> Path:
+    rel = PurePosixPath(run.strip('/'))
+    if not rel.parts or rel.is_absolute() or '..' in rel.parts:
+        raise GitCkptError(f'--run {run!r} is not a path inside the scratch dir', 'e.g. --run run1')
+    path = scratch_dir / rel
+    if path.is_symlink() or not path.is_dir():
+        raise GitCkptError(f'no run dir {path}', 'see the runs with: git ckpt status')
+    return path
+
+
+def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None, dest_root: Path,
+                fmt: str, delete_source: bool, dry_run: bool) -> archive.Archived | None:
+    """Archive one scratch dir (or one run in it); None for a dry run."""
+    name = archive.worktree_name(manifest, scratch_dir)
+    dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
+    rename = fmt == 'dir' and transfer.same_filesystem(src, dest_root)
+    if dry_run:
+        how = ('rename: same filesystem, nothing copied' if rename else
+               f'{"pack" if fmt == "tar.zst" else "copy"} and verify'
+               f'{", then delete the source" if delete_source else ", source kept"}')
+        info(f'would archive {src} ({human_size(inventory.dir_size(src))}) -> {dest}  ({how})')
+        return None
+    meta = {'kind': 'run' if run else 'worktree', 'run': run, 'worktree': manifest.get('worktree'),
+            'worktree_id': manifest.get('worktree_id'), 'branch': manifest.get('branch'),
+            'project': manifest.get('project'), 'scratch_dir': os.fspath(scratch_dir)}
+    with scratch_lock(scratch_dir, 'archive'):
+        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta)
+    resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
+    info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
+         f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
+    if result.source_left:
+        warn(f'{len(result.source_left)} files changed after they were copied and were kept in {src}: '
+             f'{", ".join(result.source_left[:3])}{" ..." if len(result.source_left) > 3 else ""}')
+    elif not result.source_gone:
+        info(f'the source is kept ({src}); to free it: rerun with --delete-source')
+    return result
+
+
+def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, run: str | None,
+                    fmt: str, delete_source: bool, dry_run: bool, cli_root: str | None) -> int:
+    here = worktree.current_worktree()
+    settings = load_settings(here.top)
+    if orphans and (worktree_arg or run):
+        raise GitCkptError('--orphans archives every orphaned scratch dir; it takes no WORKTREE or --run',
+                           'drop WORKTREE/--run, or drop --orphans')
+    wt = here if orphans else targets.resolve_worktree(worktree_arg, here)
+    location = worktree.locate(wt, settings=settings, cli_root=cli_root)
+    dest_root = archive.archive_root(to, settings, location.root_real, create=not dry_run)
+    if orphans:
+        jobs = [(o.scratch_dir, o.scratch_dir, o.manifest) for o in
+                targets.orphans(location.project_dir, here.common_dir)]
+        if not jobs:
+            info('no orphaned scratch dirs for this repository')
+            return 0
+    else:
+        manifest = read_manifest(location.scratch_dir)
+        if manifest is None:
+            raise GitCkptError(f'{wt.top} has no scratch dir yet ({location.scratch_dir})',
+                               'nothing to archive')
+        src = _run_dir(location.scratch_dir, run) if run else location.scratch_dir
+        jobs = [(src, location.scratch_dir, manifest)]
+    for src, scratch_dir, manifest in jobs:
+        result = archive_one(src, scratch_dir, manifest, run=run, dest_root=dest_root, fmt=fmt,
+                             delete_source=delete_source, dry_run=dry_run)
+        if result and result.source_gone and not orphans and not run:
+            worktree.create_scratch_dir(location)  # the live worktree keeps a (now empty) scratch dir
+    return 0
+
+
+def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, cli_root: str | None) -> int:
+    here = worktree.current_worktree()
+    settings = load_settings(here.top)
+    wt = targets.resolve_worktree(worktree_arg, here)
+    location = worktree.locate(wt, settings=settings, cli_root=cli_root)
+    try:
+        dest_root = archive.archive_root(None, settings, location.root_real, create=False)
+    except GitCkptError:
+        dest_root = None
+    path = archive.find_archive(archive_arg, dest_root)
+    manifest = archive.check_archive(path)  # raises naming the bad files
+    meta = manifest.get('meta') or {}
+    worktree.create_scratch_dir(location)
+    target = location.scratch_dir
+    if meta.get('kind') == 'run' and meta.get('run'):
+        target = _run_target(location, meta['run'])
+    if not is_managed(location.scratch_dir):
+        raise GitCkptError(f'{location.scratch_dir} is not a managed scratch dir', 'run git ckpt init')
+    with scratch_lock(location.scratch_dir, 'restore'):
+        names, method = archive.restore(path, manifest, target, force=force)
+    kept = 'the archive was moved back (same filesystem)' if method == 'rename' else f'the archive is kept: {path}'
+    info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} from {path} into {target} (verified; {kept})')
+    for name in names:
+        info(f'  {name}')
+    return 0
+
+
+def _run_target(location: worktree.Location, run: str) -> Path:
+    rel = PurePosixPath(run)
+    if rel.is_absolute() or '..' in rel.parts:
+        raise GitCkptError(f'the archive names an unsafe run dir {run!r}', 'nothing was restored')
+    relative = location.scratch_dir.relative_to(location.root_real) / rel
+    return ensure_private_dir(location.root_real, relative)
