@@ -226,6 +226,15 @@ MAPPING = '''
         "existing_real_dir": out("old"),
         "through_link": out("out/../out"),
     }}
+    # The ways scripts build their arguments: subclasses, the CLI parser, copies.
+    import dataclasses
+    from transformers import HfArgumentParser, Seq2SeqTrainingArguments
+    res["seq2seq"] = Seq2SeqTrainingArguments(output_dir="s2s", report_to=[], use_cpu=True).output_dir
+    (cli,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", "cli", "--report_to", "none", "--use_cpu"])
+    res["cli"] = cli.output_dir
+    res["replace"] = dataclasses.replace(cli, output_dir="copy").output_dir
+    res["replace_same"] = dataclasses.replace(cli).output_dir
     os.chdir("src")
     res["from_subdir"] = out("sub_out")
     print(json.dumps({{"scratch": str(scratch), **res}}))
@@ -248,12 +257,15 @@ def test_output_dir_mapping(hf_env, repo, tmp_path, link):
     assert res['under_scratch'] == os.fspath(scratch / 'mine')
     assert res['existing_real_dir'] == os.fspath(scratch / 'old')
     assert res['from_subdir'] == os.fspath(scratch / 'src' / 'sub_out')  # relative to the worktree top
+    for key in ('seq2seq', 'cli', 'replace'):
+        assert res[key] == os.fspath(scratch / {'seq2seq': 's2s', 'cli': 'cli', 'replace': 'copy'}[key])
+    assert res['replace_same'] == os.fspath(scratch / 'cli')
     # A real directory is never replaced; the warning names the fix.
     assert (repo / 'old' / 'checkpoint-1').is_dir() and not (repo / 'old').is_symlink()
     migrate = [line for line in git_ckpt_lines(proc.stderr) if 'git ckpt migrate old' in line]
     assert len(migrate) == (1 if link else 0), proc.stderr
     links = sorted(p.name for p in repo.iterdir() if p.is_symlink())
-    assert links == (['abs_in', 'out', 'trainer_output'] if link else [])
+    assert links == (['abs_in', 'cli', 'copy', 'out', 's2s', 'trainer_output'] if link else [])
     if link:
         assert os.readlink(repo / 'src' / 'sub_out') == os.fspath(scratch / 'src' / 'sub_out')
     assert git('status', '--porcelain', '--untracked-files=all', cwd=repo).stdout == ''
