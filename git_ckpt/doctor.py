@@ -163,29 +163,26 @@ def check_hook(wt: worktree.Worktree, name: str) -> list[Check]:
     out.append(Check('hook.executable', OK, f'{name} hook is executable', subject=name))
     python = hook_python(path)
     reinstall = f'git ckpt init (reinstalls the hook with {sys.executable})'
+    # What the shim does: the recorded interpreter first; when it is gone or
+    # cannot import git_ckpt, `git-ckpt` on PATH.
     if python and os.access(python, os.X_OK):
         worked, detail = _probe([python, '-m', 'git_ckpt', '--version'])
-        if not worked:
-            out.append(Check('hook.python', FAIL,
-                             f'the {name} hook runs {python}, which cannot run git-ckpt: '
-                             f'{detail}', reinstall, subject=name))
-        elif detail != C.VERSION:
-            out.append(Check('hook.python', WARN, f'the {name} hook runs git-ckpt {detail} ({python}), '
-                             f'this is {C.VERSION}', reinstall, subject=name))
-        else:
-            out.append(Check('hook.python', OK, f'the {name} hook reaches git-ckpt {detail} ({python})',
-                             subject=name))
-        return out
+        if worked and detail != C.VERSION:
+            return out + [Check('hook.python', WARN, f'the {name} hook runs git-ckpt {detail} ({python}), '
+                                f'this is {C.VERSION}', reinstall, subject=name)]
+        if worked:
+            return out + [Check('hook.python', OK, f'the {name} hook reaches git-ckpt {detail} ({python})',
+                                subject=name)]
+        why = f'its Python {python} cannot run git-ckpt ({detail})'
+    else:
+        why = f'its Python {python or "(none recorded)"} is gone'
     on_path = shutil.which('git-ckpt')
     worked, detail = _probe([on_path, '--version']) if on_path else (False, 'not on PATH')
     if worked:
-        out.append(Check('hook.python', WARN,
-                         f'the {name} hook\'s Python {python or "(none)"} is gone; it falls '
-                         f'back to {on_path} ({detail})', reinstall, subject=name))
-    else:
-        out.append(Check('hook.python', FAIL, f'the {name} hook cannot reach git-ckpt: Python '
-                         f'{python or "(none)"} is gone and git-ckpt is {detail}', reinstall, subject=name))
-    return out
+        return out + [Check('hook.python', WARN, f'the {name} hook falls back to {on_path} ({detail}): {why}',
+                            reinstall, subject=name)]
+    return out + [Check('hook.python', FAIL, f'the {name} hook cannot reach git-ckpt: {why}, and git-ckpt '
+                        f'is {detail}', reinstall, subject=name)]
 
 
 def check_ignore(wt: worktree.Worktree) -> Check:

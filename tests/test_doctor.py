@@ -201,7 +201,13 @@ def test_hook_python_without_git_ckpt(healthy):
         pytest.skip('the base Python has git_ckpt installed')
     hook = healthy / '.git' / 'hooks' / 'post-checkout'
     _set_hook_python(hook, base)
-    expect(healthy, 'hook.python', 'fail', subject='post-checkout', needle='cannot run git-ckpt')
+    # The shim falls back to git-ckpt on PATH: a warning while that works...
+    expect(healthy, 'hook.python', 'warn', subject='post-checkout', needle='cannot run git-ckpt')
+    # ...a problem when it does not.
+    env = {**os.environ, 'PATH': '/usr/bin:/bin'}
+    proc = run([sys.executable, '-m', 'git_ckpt', 'doctor', '--json'], cwd=healthy, env=env, check=False)
+    check = find(json.loads(proc.stdout), 'hook.python', 'post-checkout')
+    assert proc.returncode == 1 and check['status'] == 'fail' and 'cannot reach git-ckpt' in check['message']
     ckpt('init', cwd=healthy)
     expect(healthy, 'hook.python', 'ok', subject='post-checkout', needle=sys.executable)
 
