@@ -349,3 +349,12 @@ def test_outside_a_repository_checks_what_it_can(hermetic, shm_dir, monkeypatch)
     assert rc == 0
     assert find(report, 'repository')['status'] == 'skip'
     assert find(report, 'root.usable')['status'] == 'ok'
+
+
+def test_a_terminal_without_unicode_gets_words(healthy):
+    (healthy / '.gitignore').unlink()
+    proc = ckpt('doctor', cwd=healthy, check=False, env={**os.environ, 'PYTHONIOENCODING': 'ascii'})
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith('FAIL no git-ckpt block') for line in lines), lines
+    assert any(line.startswith('OK ') for line in lines)

@@ -47,8 +47,11 @@ def doctor_command(*, as_json: bool) -> int:
         return doctor.exit_code(checks)
     unicode = _can_print('✓✗')
     color = use_color()
+    encoding = sys.stdout.encoding or 'ascii'
     for check in checks:
-        print(render(check, unicode=unicode, color=color))
+        line = render(check, unicode=unicode, color=color)
+        # A path the terminal cannot show is escaped, not a crash.
+        print(line.encode(encoding, 'backslashreplace').decode(encoding, 'replace'))
     verdict = 'all good' if report['ok'] else f'{report["problems"]} problem(s)'
     print(f'doctor: {verdict}, {report["warnings"]} warning(s)')
     return doctor.exit_code(checks)
