@@ -7,4 +7,16 @@ from __future__ import annotations
 from git_ckpt.constants import VERSION as __version__
 from git_ckpt.errors import GitCkptError
 
-__all__ = ['GitCkptError', '__version__']
+__all__ = ['GitCkptError', '__version__', 'scratch_dir', 'setup']
+
+_LAZY = {'setup': 'git_ckpt.hf', 'scratch_dir': 'git_ckpt.hf'}
+
+
+def __getattr__(name: str):
+    # The transformers integration loads on first use only (PEP 562).
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -10,6 +10,7 @@ VERSION = '0.1.0'
 ENV_DIR = 'GIT_CKPT_DIR'      # the scratch dir itself; wins over everything, no git needed
 ENV_ROOT = 'GIT_CKPT_ROOT'    # the scratch root
 ENV_QUIET = 'GIT_CKPT_QUIET'  # suppress informational messages
+ENV_WORKTREE = 'GIT_CKPT_WORKTREE'  # exported by setup() next to GIT_CKPT_DIR: the worktree top
 ENV_SCRATCH = 'SCRATCH'       # set by many HPC sites
 
 # git config keys (section `ckpt`).
@@ -62,6 +63,42 @@ IGNORE_PATTERNS = (
 # Validation of a custom project name (`init --name`, `setup(project_name=)`).
 MAX_NAME_LEN = 100
 
+# --- inventory, status, prune (issue 4) ---
+CHECKPOINT_PREFIX = 'checkpoint-'          # HF: <run>/checkpoint-<step>
+TMP_CHECKPOINT_PREFIX = 'tmp-checkpoint-'  # HF: a save in progress
+ART_CHECKPOINTS_DIR = 'checkpoints'        # ART: <run>/checkpoints/<step>
+TRAINER_STATE_NAME = 'trainer_state.json'  # written last by HF: marks a complete checkpoint
+INVENTORY_CACHE_DIR = 'inventory'          # under STATE_DIR: one size cache per scratch dir
+INVENTORY_CACHE_SCHEMA = 1
+LOCK_DIR = 'locks'                         # under STATE_DIR: one lock file per scratch dir
+PRUNE_GRACE_SECONDS = 300.0                # anything modified this recently may be mid-save
+PRUNE_TRASH_PREFIX = '.git-ckpt-deleting-'  # a checkpoint renamed away while it is deleted
+PROGRESS_AFTER_SECONDS = 0.5               # show a progress bar once deleting takes this long
+STATUS_JSON_SCHEMA = 1
+
+# --- archive, restore, remove, gc (issue 5) ---
+TRANSFER_MANIFEST_NAME = '.git-ckpt-archive.json'   # checksum manifest inside every archive
+TRANSFER_JOURNAL_NAME = '.git-ckpt-transfer.journal'  # files done so far, inside a .partial
+PARTIAL_SUFFIX = '.partial'                        # a transfer in progress (or killed)
+ARCHIVE_AREA = 'archive'                           # <root>/archive when ckpt.archiveDir is unset
+ARCHIVE_FORMATS = ('dir', 'tar.zst')
+ORPHAN_NOTICE_STAMP = 'orphan-notice'              # in STATE_DIR: when the notice last showed
+ORPHAN_NOTICE_INTERVAL = 24 * 3600                 # seconds between two notices
+
+# --- links, doctor, migrate (issue 7) ---
+# transformers versions git_ckpt.setup() supports: >= first, < second.
+TRANSFORMERS_SUPPORTED = ('4.46', '6')
+DOCTOR_JSON_SCHEMA = 1
+DOCTOR_FAIL_FREE_BYTES = 100 * 2**20       # less free space than this on root or home: a problem
+DOCTOR_WARN_FREE_BYTES = 1 * 2**30         # less than this: a warning
+DOCTOR_HF_CACHE_WARN_BYTES = 1 * 2**20     # an HF cache on home bigger than this: suggest migrate
+# Top-level worktree dirs `git ckpt migrate` proposes (besides checkpoint dirs and links).
+MIGRATE_CANDIDATE_NAMES = ('.art', 'outputs', 'output', 'unsloth_compiled_cache', 'lightning_logs',
+                           'wandb', 'checkpoints', 'runs', 'mlruns')
+MIGRATE_CHECKPOINT_GLOBS = ('checkpoint-*', 'tmp-checkpoint-*', 'checkpoints_*')
+HF_CACHE_DIR_NAME = 'huggingface'   # <root>/huggingface: where migrate --hf-cache puts the cache
+ENV_HF_HOME = 'HF_HOME'
+
 # --- Commit guard (guard.py, guard_message.py, .pre-commit-hooks.yaml) -------
 # Path components that mark a training output dir: (regex for one component,
 # label in the message, the .gitignore line that keeps the kind out).
@@ -84,25 +121,3 @@ GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
 POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
 PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
 PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
-
-# --- inventory, status, prune (issue 4) ---
-CHECKPOINT_PREFIX = 'checkpoint-'          # HF: <run>/checkpoint-<step>
-TMP_CHECKPOINT_PREFIX = 'tmp-checkpoint-'  # HF: a save in progress
-ART_CHECKPOINTS_DIR = 'checkpoints'        # ART: <run>/checkpoints/<step>
-TRAINER_STATE_NAME = 'trainer_state.json'  # written last by HF: marks a complete checkpoint
-INVENTORY_CACHE_DIR = 'inventory'          # under STATE_DIR: one size cache per scratch dir
-INVENTORY_CACHE_SCHEMA = 1
-LOCK_DIR = 'locks'                         # under STATE_DIR: one lock file per scratch dir
-PRUNE_GRACE_SECONDS = 300.0                # anything modified this recently may be mid-save
-PRUNE_TRASH_PREFIX = '.git-ckpt-deleting-'  # a checkpoint renamed away while it is deleted
-PROGRESS_AFTER_SECONDS = 0.5               # show a progress bar once deleting takes this long
-STATUS_JSON_SCHEMA = 1
-
-# --- archive, restore, remove, gc (issue 5) ---
-TRANSFER_MANIFEST_NAME = '.git-ckpt-archive.json'   # checksum manifest inside every archive
-TRANSFER_JOURNAL_NAME = '.git-ckpt-transfer.journal'  # files done so far, inside a .partial
-PARTIAL_SUFFIX = '.partial'                        # a transfer in progress (or killed)
-ARCHIVE_AREA = 'archive'                           # <root>/archive when ckpt.archiveDir is unset
-ARCHIVE_FORMATS = ('dir', 'tar.zst')
-ORPHAN_NOTICE_STAMP = 'orphan-notice'              # in STATE_DIR: when the notice last showed
-ORPHAN_NOTICE_INTERVAL = 24 * 3600                 # seconds between two notices

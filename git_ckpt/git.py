@@ -139,11 +139,15 @@ def config_set(
 
 def config_unset(
         key: str, *, scope: str = 'local', value_pattern: str | None = None,
-        cwd: str | os.PathLike[str] | None = None,
+        fixed_value: bool = False, cwd: str | os.PathLike[str] | None = None,
 ) -> None:
+    """Remove every value of `key` (matching `value_pattern`, a regex, or the
+    exact string with fixed_value=True)."""
     args = ['config', f'--{scope}', '--unset-all', key]
     if value_pattern is not None:
         args.append(value_pattern)
+        if fixed_value:
+            args.insert(1, '--fixed-value')
     proc = run_git(*args, cwd=cwd, check=False)
     if proc.returncode not in (0, 5):  # 5: nothing to unset
         raise GitCkptError(f'cannot unset {key}: {proc.stderr.strip()}', 'edit the git config by hand')
@@ -185,6 +189,16 @@ def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEnt
 def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
     proc = run_git('symbolic-ref', '--quiet', '--short', 'HEAD', cwd=cwd, check=False)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
+                    cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
+    """`git worktree remove [--force] PATH`, unchecked: the caller reports git's
+    own refusal (dirty or locked worktree) as it sees fit."""
+    args = ['worktree', 'remove']
+    if force:
+        args.append('--force')
+    return run_git(*args, os.fspath(path), cwd=cwd, check=False)
 
 
 # --- The commit guard's view of the index (guard.py) -------------------------
@@ -287,11 +301,10 @@ def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str
             pos += size + 1
     return out
 
-def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
-                    cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
-    """`git worktree remove [--force] PATH`, unchecked: the caller reports git's
-    own refusal (dirty or locked worktree) as it sees fit."""
-    args = ['worktree', 'remove']
-    if force:
-        args.append('--force')
-    return run_git(*args, os.fspath(path), cwd=cwd, check=False)
+
+def tracked_files(paths: list[str], cwd: str | os.PathLike[str]) -> list[str]:
+    """The files git tracks under `paths` (relative to cwd)."""
+    if not paths:
+        return []
+    proc = run_git('ls-files', '-z', '--', *paths, cwd=cwd)
+    return [p for p in proc.stdout.split('\0') if p]

@@ -70,6 +70,14 @@ def pre_commit(args: list[str]) -> int:
     return guard_main(args)
 
 
+def _create_links(location) -> None:
+    from git_ckpt import links
+    links.post_checkout(location)
+
+
+POST_CHECKOUT_EXTRAS.append(_create_links)
+
+
 def _orphan_notice(location) -> None:
     from git_ckpt.notice import post_checkout
     post_checkout(location)

@@ -103,7 +103,8 @@ class SizeCache:
         try:
             # The state dirs are created private and checked for ownership.
             ensure_private_dir(self.path.parents[3], self.path.parent.relative_to(self.path.parents[3]))
-            write_json_atomic(self.path, {'schema': C.INVENTORY_CACHE_SCHEMA, 'entries': entries})
+            write_json_atomic(self.path, {'schema': C.INVENTORY_CACHE_SCHEMA, 'entries': entries},
+                              compact=True)
         except (OSError, GitCkptError):
             return  # a read-only, full or foreign root: work without a cache
         self._dirty = False

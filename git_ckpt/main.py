@@ -29,10 +29,13 @@ def cli() -> None:
 @click.option('--global', 'global_', is_flag=True,
               help='Record --root in the global git config instead (for all your repositories).')
 @click.option('--name', metavar='NAME', help='Project name to use instead of the repository name.')
+@click.option('--link', 'link_paths', metavar='PATH', multiple=True,
+              help='Also link PATH into scratch, as `git ckpt link PATH` (repeatable).')
 @click.option('--pre-commit-config', 'pre_commit_config', is_flag=True,
               help='Add the git-ckpt hooks to .pre-commit-config.yaml (pre-commit framework) '
                    'instead of installing git hooks.')
-def init(cli_root: str | None, global_: bool, name: str | None, pre_commit_config: bool) -> int:
+def init(cli_root: str | None, global_: bool, name: str | None, link_paths: tuple[str, ...],
+         pre_commit_config: bool) -> int:
     """Set up this repository: root, hooks, scratch dirs, .gitignore block.
 
     Records the root (with --root), installs the post-checkout hook into the
@@ -41,7 +44,8 @@ def init(cli_root: str | None, global_: bool, name: str | None, pre_commit_confi
     running it again changes nothing that is already right.
     """
     from git_ckpt.commands.install import init as run
-    return run(cli_root=cli_root, global_=global_, name=name, pre_commit_config=pre_commit_config)
+    return run(cli_root=cli_root, global_=global_, name=name, link_paths=link_paths,
+               pre_commit_config=pre_commit_config)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -189,6 +193,62 @@ def gc(cli_root, archive_, delete, dry_run, yes) -> int:
     """
     from git_ckpt.commands.remove import gc_command
     return gc_command(action=_action(archive_, delete), dry_run=dry_run, yes=yes, cli_root=cli_root)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option('--global', 'global_', is_flag=True,
+              help='Record the links in the global git config (every repository).')
+@click.argument('paths', nargs=-1, metavar='[PATH]...')
+def link(paths: tuple[str, ...], global_: bool) -> int:
+    """Make each PATH in this worktree a symlink to the same path in its scratch dir.
+
+    The paths are recorded in git config ckpt.link; new worktrees get the links
+    from the post-checkout hook.  Without PATH: (re)create the configured links here.
+    A directory that already holds data is refused: use git ckpt migrate PATH.
+    """
+    from git_ckpt.commands.links import link as run
+    return run(paths, global_=global_)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option('--global', 'global_', is_flag=True, help='Remove the links from the global git config.')
+@click.argument('paths', nargs=-1, required=True, metavar='PATH...')
+def unlink(paths: tuple[str, ...], global_: bool) -> int:
+    """Remove git-ckpt's link at each PATH and forget it; the data stays in scratch."""
+    from git_ckpt.commands.links import unlink as run
+    return run(paths, global_=global_)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option('--hf-cache', is_flag=True,
+              help='Move the Hugging Face cache ($HF_HOME or ~/.cache/huggingface) to the scratch root.')
+@click.option('--dry-run', '-n', is_flag=True, help='Show what would move and how; change nothing.')
+@click.option('--yes', '-y', is_flag=True, help='Move every proposed candidate without asking.')
+@click.argument('paths', nargs=-1, metavar='[PATH]...')
+def migrate(paths: tuple[str, ...], hf_cache: bool, dry_run: bool, yes: bool) -> int:
+    """Move data already in the worktree into its scratch dir and leave a link.
+
+    Same filesystem: a rename.  Otherwise: copy, verify checksums, then delete
+    the source; an interrupted run (kill, full disk) is resumed by rerunning.
+    Without PATH: proposes checkpoint dirs, .art, outputs and configured links
+    that still hold data (asks on a terminal; --yes takes them all).
+    """
+    from git_ckpt.commands.migrate import migrate_command as run
+    return run(paths, hf_cache=hf_cache, dry_run=dry_run, yes=yes)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable report (stable schema).')
+def doctor(as_json: bool) -> int:
+    """Check the setup: root, permissions, filesystems, free space, hooks, ignore
+    block, worktree dirs, orphans, transformers, HF cache, links.
+
+    Each check prints one line (✓ ok, ! warning, ✗ problem) with its fix.
+    Exits 1 when something is wrong (warnings alone exit 0), so it can run in CI
+    or a login script.
+    """
+    from git_ckpt.commands.doctor import doctor_command as run
+    return run(as_json=as_json)
 
 
 # Commands that report orphans themselves (or must stay silent on stderr).

@@ -153,8 +153,12 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
+def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:
+    """`compact` for big machine-only files (caches): no indentation, no sorting."""
+    if compact:
+        write_text_atomic(path, json.dumps(data, separators=(',', ':')) + '\n')
+    else:
+        write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -261,3 +261,39 @@ def tree_digest(path: Path) -> dict[str, str]:
                 with open(full, 'rb') as f:
                     out[rel] = hashlib.sha256(f.read()).hexdigest()
     return out
+
+
+@pytest.fixture
+def tmpfs_mount(tmp_path):
+    """Factory: mount a tmpfs of `size` (e.g. '1m') at a fresh dir, unmounted in
+    teardown.  A real second filesystem for ENOSPC, read-only and free-space
+    cases; skips when mounting is not permitted."""
+    mounted: list[Path] = []
+
+    def mount(name: str = 'tmpfs', size: str = '1m', options: str = '') -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        opts = f'size={size},mode=0700' + (f',{options}' if options else '')
+        proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs', where],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f'cannot mount a tmpfs (needs root): {proc.stderr.strip()}')
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(['umount', '-l', where], capture_output=True)
+
+
+@pytest.fixture
+def shm_dir(request):
+    """A fresh dir on /dev/shm (tmpfs: a different filesystem from tmp_path),
+    removed in teardown."""
+    import tempfile
+    if not os.path.isdir('/dev/shm'):
+        pytest.skip('/dev/shm is not available')
+    path = Path(tempfile.mkdtemp(prefix='git-ckpt-test-', dir='/dev/shm'))
+    os.chmod(path, 0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from git_ckpt import constants as C
-from git_ckpt import git, hooks, ignore, worktree
+from git_ckpt import git, hooks, ignore, links, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import info, warn
 from git_ckpt.scratch import check_root, iter_managed_dirs, write_json_atomic
@@ -50,8 +50,10 @@ def _store_name(wt: worktree.Worktree, name: str, settings) -> None:
 
 
 def init(*, cli_root: str | None, global_: bool, name: str | None,
-         pre_commit_config: bool = False) -> int:
+         link_paths: tuple[str, ...] = (), pre_commit_config: bool = False) -> int:
     wt = worktree.current_worktree()
+    # --link paths are checked before anything is changed.
+    new_links = [links.normalize(wt.top, p, Path.cwd()) for p in link_paths]
     if global_ and not cli_root:
         raise GitCkptError('--global needs --root', 'e.g. git ckpt init --global --root /scratch/$USER')
     if cli_root:
@@ -63,6 +65,12 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
 
     # With --root, set up under that root now, whatever overrides it later.
     location = worktree.locate(wt, settings=settings, cli_root=cli_root)
+    for rel in new_links:
+        links.refuse_unlinkable(wt.top, location.scratch_dir, rel)
+    for rel in new_links:
+        links.record(rel, settings, global_=False, cwd=wt.top)
+    if new_links:
+        settings = load_settings(wt.top)
     info(f'scratch root: {location.root_real}  ({location.root.source})')
     if location.root.warning:
         warn(location.root.warning)
@@ -87,6 +95,12 @@ def init(*, cli_root: str | None, global_: bool, name: str | None,
         other_location = worktree.locate(other, settings=settings, cli_root=cli_root)
         created = worktree.create_scratch_dir(other_location)
         info(f'{"created" if created else "exists "} {other_location.scratch_dir}  <- {other.top}')
+        for outcome in links.apply_all(other_location, settings):
+            if outcome.error:
+                warn(f'link not created: {outcome.error}')
+            elif outcome.action != 'exists':
+                target = other_location.scratch_dir / outcome.path
+                info(f'  linked {outcome.path} -> {target}  ({outcome.action})')
 
     if ignore.update_gitignore(wt.top, extra_ignore_patterns(settings)):
         info(f'updated the git-ckpt block in {wt.top / ".gitignore"}')
@@ -119,8 +133,8 @@ def _shadowing_root(settings, global_: bool) -> list[str]:
 
 
 def extra_ignore_patterns(settings) -> list[str]:
-    """Ignore lines beyond the fixed ones (worktree links add theirs)."""
-    return []
+    """Ignore lines beyond the fixed ones: one per worktree link."""
+    return links.ignore_patterns(settings)
 
 
 def uninstall() -> int:

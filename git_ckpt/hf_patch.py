@@ -1,0 +1,177 @@
+"""The transformers side of `setup()`: an import hook and one patch.
+
+We patch `TrainingArguments.__post_init__` so that `output_dir` is rewritten
+to a path under the worktree's scratch dir when the arguments are built.
+Everything the Trainer does afterwards (rotation, resume, best model,
+save_model, hub pushes) then reads one consistent directory, unlike the
+seed's PREFIX_CHECKPOINT_DIR patch (see the README).
+
+Standard library only: this module must never import transformers itself.
+If transformers.training_args is already loaded we patch it at once,
+otherwise a meta-path finder patches it right after it is first executed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.abc
+import os
+import re
+import sys
+from typing import Callable
+
+TARGET_MODULE = 'transformers.training_args'
+# Tested on 5.x; the mechanism (a dataclass with output_dir and __post_init__)
+# is the same since 4.x.  A future major may move things: refuse it.
+MIN_VERSION = (4, 46)  # as in pyproject's transformers extra
+MAX_MAJOR = 5
+_MARK = '_git_ckpt_original'
+
+_rewrite: Callable[[str | None], str | None] | None = None
+_finder: '_Finder | None' = None
+_warned: set[str] = set()
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """Leading numeric components: '5.24.0.dev0' -> (5, 24, 0)."""
+    parts = []
+    for piece in text.split('.'):
+        m = re.match(r'\d+', piece)
+        if not m:
+            break
+        parts.append(int(m.group()))
+        if m.group() != piece:
+            break
+    return tuple(parts)
+
+
+def version_problem(version: str) -> str | None:
+    """Why this transformers version is not supported, or None."""
+    v = parse_version(version)
+    if not v or v[:2] < MIN_VERSION:
+        return f'transformers {version} is older than {".".join(map(str, MIN_VERSION))}'
+    if v[0] > MAX_MAJOR:
+        return f'transformers {version} is a newer major version than git-ckpt knows ({MAX_MAJOR}.x)'
+    return None
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun/SLURM job, or a plain process: the one that talks."""
+    for name in ('RANK', 'LOCAL_RANK', 'SLURM_PROCID'):
+        value = os.environ.get(name)
+        if value not in (None, '', '0'):
+            return False
+    return True
+
+
+def warn(message: str) -> None:
+    """One line on stderr, from rank 0 only; training goes on regardless."""
+    if is_main_process():
+        from git_ckpt.output import warn as print_warning
+        print_warning(message)
+
+
+def _patch_class(cls: type) -> None:
+    original = cls.__dict__['__post_init__']
+    if getattr(original, _MARK, None) is not None:
+        return  # already patched (idempotent)
+
+    def __post_init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        # After the original: it fills in the default output_dir ("trainer_output"
+        # in 5.x) and expands "~", so we see the final value.
+        if _rewrite is not None:
+            self.output_dir = _rewrite(self.output_dir)
+
+    setattr(__post_init__, _MARK, original)
+    __post_init__.__qualname__ = original.__qualname__
+    __post_init__.__doc__ = original.__doc__
+    cls.__post_init__ = __post_init__
+
+
+def patch_module(module) -> bool:
+    """Patch a loaded transformers.training_args; warn and return False if we cannot."""
+    transformers = sys.modules.get('transformers')
+    version = str(getattr(transformers, '__version__', 'unknown'))
+    problem = version_problem(version)
+    cls = getattr(module, 'TrainingArguments', None)
+    if problem is None and (
+            not isinstance(cls, type) or not dataclasses.is_dataclass(cls)
+            or '__post_init__' not in cls.__dict__
+            or 'output_dir' not in {f.name for f in dataclasses.fields(cls)}):
+        problem = f'transformers {version} has no TrainingArguments dataclass with output_dir where git-ckpt expects it'
+    if problem is not None:
+        if problem not in _warned:  # once per process, however often setup() runs
+            _warned.add(problem)
+            warn(f'{problem}; output_dir is NOT redirected to scratch (checkpoints go where output_dir '
+                 f'says). Pass output_dir=str(git_ckpt.scratch_dir() / "out") yourself, or use transformers 5.x')
+        return False
+    _patch_class(cls)
+    return True
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Wraps the real loader; patches the module right after it executes."""
+
+    def __init__(self, loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        uninstall_hook()
+        try:
+            patch_module(module)
+        except Exception as exc:  # never break the user's import of transformers
+            warn(f'could not patch {TARGET_MODULE} ({type(exc).__name__}: {exc}); output_dir is NOT redirected')
+
+    def __getattr__(self, name):
+        # get_source, get_filename, is_package, ... for inspect and friends.
+        if name == '_loader':  # not set yet (copy/unpickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._loader, name)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname != TARGET_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, 'find_spec'):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+def uninstall_hook() -> None:
+    global _finder
+    if _finder is not None:
+        try:
+            sys.meta_path.remove(_finder)
+        except ValueError:
+            pass
+        _finder = None
+
+
+def install(rewrite: Callable[[str | None], str | None]) -> str:
+    """Route every TrainingArguments.output_dir through `rewrite`.
+
+    Returns 'patched', 'hooked' (patched when transformers gets imported) or
+    'unsupported'.  Never imports transformers.
+    """
+    global _rewrite, _finder
+    _rewrite = rewrite
+    module = sys.modules.get(TARGET_MODULE)
+    if module is not None:
+        return 'patched' if patch_module(module) else 'unsupported'
+    if _finder is None:
+        _finder = _Finder()
+        sys.meta_path.insert(0, _finder)
+    return 'hooked'
