@@ -10,20 +10,34 @@
 # Each step is a numbered `step` block; later features add theirs at the end.
 set -euo pipefail
 
-# --- find git-ckpt --------------------------------------------------------------
+# --- find git-ckpt (install it into this clone's .venv when it is nowhere) -------
+HERE=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python3}
+if ! command -v git-ckpt >/dev/null 2>&1 && ! "$PYTHON" -c 'import git_ckpt' >/dev/null 2>&1; then
+    if [ -f "$HERE/../pyproject.toml" ]; then
+        echo "quickstart: git-ckpt is not installed; installing it into $(cd "$HERE/.." && pwd)/.venv (once)"
+        bash "$HERE/../scripts/bootstrap.sh" transformers
+        PYTHON="$(cd "$HERE/.." && pwd)/.venv/bin/python"
+        export PATH="$(dirname "$PYTHON"):$PATH"
+    else
+        echo "quickstart: git-ckpt is not installed for $PYTHON: pip install git-ckpt," >&2
+        echo "quickstart: or point PYTHON at an interpreter that has it: PYTHON=/path/to/python bash $0" >&2
+        exit 2
+    fi
+fi
 if command -v git-ckpt >/dev/null 2>&1; then
     ckpt() { git ckpt "$@"; }
-elif "$PYTHON" -c 'import git_ckpt' >/dev/null 2>&1; then
+else
     # The console script is not on PATH (a cluster's module system, say):
     # `python -m git_ckpt` is the same command.
     ckpt() { "$PYTHON" -m git_ckpt "$@"; }
-else
-    echo "quickstart: git-ckpt is not installed for $PYTHON." >&2
-    echo "quickstart: install it first (pip install git-ckpt, or pip install . in a clone)," >&2
-    echo "quickstart: or point PYTHON at an interpreter that has it: PYTHON=/path/to/python bash $0" >&2
-    exit 2
 fi
+if command -v git-ckpt >/dev/null 2>&1 && ! "$PYTHON" -c 'import git_ckpt' >/dev/null 2>&1; then
+    # git-ckpt is on PATH: train with the interpreter it runs on.
+    PYTHON=$(sed -n '1s/^#!//p' "$(command -v git-ckpt)")
+fi
+CAN_TRAIN=0
+"$PYTHON" -c 'import git_ckpt, transformers, torch' >/dev/null 2>&1 && CAN_TRAIN=1
 
 # --- a sandbox that is removed on exit -------------------------------------------
 SANDBOX=$(mktemp -d "${TMPDIR:-/tmp}/git-ckpt-quickstart.XXXXXX")
@@ -56,7 +70,7 @@ mkdir -p "$PROJECTS/proj" "$ROOT"
 chmod 700 "$ROOT"
 cd "$PROJECTS/proj"
 git init -q
-printf 'print("training")\n' > train.py
+cp "$HERE/train_tiny.py" train.py
 git add train.py
 git commit -q -m 'first commit'
 echo "repo: $PWD"
@@ -80,6 +94,29 @@ show mkdir -p "$(ckpt path)/run1/checkpoint-500"
 cd "$PROJECTS/exp1/"
 git switch -q -c exp1-variant
 echo "after a branch switch exp1 still maps to: $(ckpt path)"
+
+if [ "$CAN_TRAIN" = 1 ]; then
+    step "train in two worktrees at once: git_ckpt.setup() sends each run's checkpoints to its own scratch dir"
+    for wt in exp1 exp2; do
+        cd "$PROJECTS/$wt"
+        show "$PYTHON" train.py --max-steps 6 --save-steps 2 --save-total-limit 2 | tail -n 1
+        show ls -l out
+    done
+    cd "$PROJECTS/exp1"
+    show "$PYTHON" train.py --max-steps 8 --save-steps 2 --save-total-limit 2 --resume | tail -n 1
+
+    step "git ckpt status: every worktree, its checkpoints and their size"
+    show ckpt status
+
+    step "the commit guard: a checkpoint added by force is still refused"
+    mkdir -p stray/checkpoint-500
+    printf 'weights' > stray/checkpoint-500/model.safetensors
+    git add -f stray
+    if show git commit -q -m 'oops'; then echo "quickstart: the guard let a checkpoint through" >&2; exit 1; fi
+    git rm -r -q --cached stray && rm -rf stray
+else
+    step "training skipped: transformers/torch are not installed for $PYTHON (pip install 'git-ckpt[transformers]')"
+fi
 
 step "the scratch root"
 cd "$ROOT"
