@@ -139,6 +139,7 @@ def rows(quick: bool) -> list[Row]:
             for path in doomed:
                 if not path.exists():
                     fill_checkpoint(path, int(path.name.split('-')[1]))
+            os.sync()  # so the timed deletes do not compete with writeback of the refill
 
         def prune():
             _ckpt('prune', '--keep', '1', '--all-worktrees', '--grace', '0', cwd=main, env=env)
@@ -146,7 +147,7 @@ def rows(quick: bool) -> list[Row]:
         def rm_rf():
             subprocess.run(['rm', '-rf', *map(os.fspath, doomed)], check=True)
 
-        pr, rm = _median_pair(prune, rm_rf, max(3, repeats // 3), setup=refill)
+        pr, rm = _median_pair(prune, rm_rf, max(3, repeats // 2), setup=refill)
         out.append(Row('prune --keep 1 --all-worktrees vs rm -rf of the same checkpoints', pr, rm, 1.2,
                        f'{len(doomed)} checkpoints, {len(doomed) * len(FILES)} files'))
     return out
