@@ -89,13 +89,13 @@ for wt in proj exp1 exp2; do
     printf '%-5s -> %s\n' "$wt" "$(ckpt path)"
 done
 cd "$PROJECTS/exp1"
-echo "a training script writes there:"
-show mkdir -p "$(ckpt path)/run1/checkpoint-500"
+echo 'a training script writes there: --output_dir "$(git ckpt path)/run1"'
 cd "$PROJECTS/exp1/"
 git switch -q -c exp1-variant
 echo "after a branch switch exp1 still maps to: $(ckpt path)"
 
 if [ "$CAN_TRAIN" = 1 ]; then
+    export TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_OFFLINE=1
     step "train in two worktrees at once: git_ckpt.setup() sends each run's checkpoints to its own scratch dir"
     for wt in exp1 exp2; do
         cd "$PROJECTS/$wt"
@@ -120,14 +120,14 @@ fi
 
 step "the scratch root"
 cd "$ROOT"
-find . -mindepth 1 | sort | sed -e 's|^\./||' -e 's|[^/]*/|    |g'
+find . -mindepth 1 -maxdepth 4 -not -name '*.json' | sort | sed -e 's|^\./||' -e 's|[^/]*/|    |g'
 
 step "done with exp1: git ckpt remove --archive removes the worktree and archives its checkpoints"
 cd "$PROJECTS/proj"
 show ckpt remove --archive ../exp1
 show git worktree list
 echo "the archive (a rename on the same filesystem, with its manifest):"
-find "$ROOT/archive" -mindepth 1 | sort | sed -e "s|^$ROOT/archive/||" -e 's|[^/]*/|    |g'
+find "$ROOT/archive" -mindepth 1 -maxdepth 3 | sort | sed -e "s|^$ROOT/archive/||" -e 's|[^/]*/|    |g'
 
 echo
 echo "quickstart: done; the sandbox $SANDBOX is removed on exit"
