@@ -283,7 +283,7 @@ Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:4]).train
     assert found.best.name == os.path.basename(state['best_model_checkpoint'])
     assert inv.size == du_bytes(managed_scratch)
     set_age(out, HOUR_AGO)
-    from git_ckpt import prune
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    from git_ckpt import retention
+    plan = retention.plan(scan(managed_scratch), keep=1)
     kept = {c.name for c in found.checkpoints} - {c.name for c in plan.to_delete}
     assert {'checkpoint-3', found.best.name} <= kept

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from git_ckpt import constants as C
-from git_ckpt import inventory, prune, worktree
+from git_ckpt import inventory, retention, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
@@ -69,7 +69,7 @@ class _Progress:
             self.bar.stop()
 
 
-def _report(plan: prune.PrunePlan, dry_run: bool, base: Path) -> None:
+def _report(plan: retention.PrunePlan, dry_run: bool, base: Path) -> None:
     verb = 'would delete' if dry_run else 'delete'
     for decision in plan.decisions:
         ckpt = decision.checkpoint
@@ -100,7 +100,7 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
             info(f'{scratch_dir}: no scratch dir yet, nothing to prune')
             continue
         if dry_run:  # read-only: no lock needed
-            plan = prune.plan(_only(inventory.scan(scratch_dir), run_path), keep, keep_best, grace)
+            plan = retention.plan(_only(inventory.scan(scratch_dir), run_path), keep, keep_best, grace)
             _report(plan, True, base)
             total_planned += plan.bytes_freed
             for problem in plan.problems:
@@ -108,11 +108,11 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
             continue
         with scratch_lock(scratch_dir, 'prune'):
             inv = inventory.scan(scratch_dir)
-            plan = prune.plan(_only(inv, run_path), keep, keep_best, grace)
+            plan = retention.plan(_only(inv, run_path), keep, keep_best, grace)
             _report(plan, False, base)
             progress = _Progress()
             try:
-                freed = prune.apply(plan, progress)
+                freed = retention.apply(plan, progress)
             finally:
                 progress.close()
         for ckpt in plan.deleted:

@@ -1,4 +1,5 @@
-"""Which checkpoints to delete (`plan`) and deleting them safely (`apply`).
+"""The retention policy of `git ckpt prune` and `setup(keep=N)`: which
+checkpoints to delete (`plan`), and deleting them safely (`apply`).
 
 Policy per run: keep the N highest steps (integers, among complete
 checkpoints), and always keep the best checkpoint (unless keep_best=False),

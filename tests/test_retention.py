@@ -11,7 +11,7 @@ import pytest
 from conftest import (HOUR_AGO, add_worktree, assert_error, ckpt, make_checkpoint, scratch_path, set_age,
                       tree_digest)
 from git_ckpt import constants as C
-from git_ckpt import prune
+from git_ckpt import retention
 from git_ckpt.errors import GitCkptError
 from git_ckpt.inventory import scan
 
@@ -70,7 +70,7 @@ def test_incomplete_highest_step_does_not_count_towards_keep(managed_scratch):
     usable checkpoint-200 must survive."""
     run_dir = steps_run(managed_scratch / 'run', (100, 200))
     make_checkpoint(run_dir, 'checkpoint-300', state=None)
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    plan = retention.plan(scan(managed_scratch), keep=1)
     assert [c.name for c in plan.to_delete] == ['checkpoint-100']
 
 
@@ -92,7 +92,7 @@ def test_most_recently_written_is_kept_in_a_reused_output_dir(managed_scratch):
     make_checkpoint(run_dir, 'checkpoint-900', age=30 * HOUR_AGO)   # stale run
     make_checkpoint(run_dir, 'checkpoint-100', age=2 * HOUR_AGO)    # fresh run
     make_checkpoint(run_dir, 'checkpoint-200', age=HOUR_AGO)
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    plan = retention.plan(scan(managed_scratch), keep=1)
     assert [c.name for c in plan.to_delete] == ['checkpoint-100']
     reasons = {d.checkpoint.name: d.reasons for d in plan.decisions}
     assert 'most recently written' in reasons['checkpoint-200']
@@ -106,7 +106,7 @@ def test_dry_run_deletes_nothing(inited_repo, wt_scratch):
     for step in (1, 2, 3):
         assert f'would delete run/checkpoint-{step}' in proc.stdout
     assert 'would free' in proc.stdout and 'nothing deleted' in proc.stdout
-    plan = prune.plan(scan(wt_scratch), keep=2)
+    plan = retention.plan(scan(wt_scratch), keep=2)
     assert plan.bytes_freed == sum(c.size for c in plan.to_delete) > 0
     assert len(names(run_dir)) == 5
 
@@ -162,12 +162,12 @@ def test_dir_swapped_for_a_symlink_after_planning_is_not_followed(managed_scratc
     outside = sentinel(tmp_path)
     digest = tree_digest(outside)
     run_dir = steps_run(managed_scratch / 'run', (1, 2))
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    plan = retention.plan(scan(managed_scratch), keep=1)
     assert [c.name for c in plan.to_delete] == ['checkpoint-1']
     # Between listing and deleting, the checkpoint becomes a link to the sentinel.
     os.rename(run_dir / 'checkpoint-1', tmp_path / 'moved-away')
     (run_dir / 'checkpoint-1').symlink_to(outside)
-    assert prune.apply(plan) == 0
+    assert retention.apply(plan) == 0
     assert plan.deleted == [] and 'no longer a directory' in plan.failures[0]
     assert tree_digest(outside) == digest
     assert (run_dir / 'checkpoint-1').is_symlink()
@@ -178,20 +178,20 @@ def test_run_dir_swapped_for_a_symlink_is_not_followed(managed_scratch, tmp_path
     steps_run(outside_run, (1, 2))
     digest = tree_digest(outside_run)
     run_dir = steps_run(managed_scratch / 'run', (1, 2))
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    plan = retention.plan(scan(managed_scratch), keep=1)
     os.rename(run_dir, tmp_path / 'real-run')
     run_dir.symlink_to(outside_run)  # same names behind the link
-    assert prune.apply(plan) == 0
+    assert retention.apply(plan) == 0
     assert 'cannot be opened safely' in plan.failures[0]
     assert tree_digest(outside_run) == digest
 
 
 def test_replaced_checkpoint_is_not_deleted(managed_scratch):
     run_dir = steps_run(managed_scratch / 'run', (1, 2))
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    plan = retention.plan(scan(managed_scratch), keep=1)
     os.rename(run_dir / 'checkpoint-1', run_dir / 'old')
     make_checkpoint(run_dir, 'checkpoint-1')  # a new dir under the planned name
-    assert prune.apply(plan) == 0
+    assert retention.apply(plan) == 0
     assert 'replaced' in plan.failures[0]
     assert (run_dir / 'checkpoint-1' / 'trainer_state.json').is_file()
 
@@ -205,7 +205,7 @@ def test_keep_zero_and_bad_values_are_refused(inited_repo, wt_scratch):
     assert_error(ckpt('prune', '--keep', '1', '--grace', '-1', cwd=inited_repo, check=False), '--grace')
     assert len(names(wt_scratch / 'run')) == 2
     with pytest.raises(GitCkptError):
-        prune.plan(scan(wt_scratch), keep=0)
+        retention.plan(scan(wt_scratch), keep=0)
 
 
 def test_unmanaged_dir_is_refused(inited_repo, tmp_path):
@@ -217,15 +217,15 @@ def test_unmanaged_dir_is_refused(inited_repo, tmp_path):
     assert_error(proc, 'scratch dir managed by git-ckpt')
     assert tree_digest(plain) == before
     with pytest.raises(GitCkptError):
-        prune.plan(scan(tmp_path / 'plain'), keep=1)
+        retention.plan(scan(tmp_path / 'plain'), keep=1)
 
 
 def test_manifest_removed_after_planning(managed_scratch):
     steps_run(managed_scratch / 'run', (1, 2))
-    plan = prune.plan(scan(managed_scratch), keep=1)
+    plan = retention.plan(scan(managed_scratch), keep=1)
     (managed_scratch / C.MANIFEST_NAME).unlink()
     with pytest.raises(GitCkptError, match='does not manage'):
-        prune.apply(plan)
+        retention.apply(plan)
     assert len(names(managed_scratch / 'run')) == 2
 
 
@@ -267,8 +267,8 @@ def test_unreadable_checkpoint_is_skipped(as_unprivileged):
     as_unprivileged.own(as_unprivileged.sandbox / 'root')
     os.utime(run_dir / 'checkpoint-1', (0, 0))
     (run_dir / 'checkpoint-1' / 'sub').chmod(0o000)
-    code = ('import sys; from git_ckpt import prune, inventory; '
-            'p = prune.plan(inventory.scan(sys.argv[1]), keep=1); n = prune.apply(p); '
+    code = ('import sys; from git_ckpt import retention, inventory; '
+            'p = retention.plan(inventory.scan(sys.argv[1]), keep=1); n = retention.apply(p); '
             'print([c.name for c in p.deleted]); print(p.problems)')
     proc = as_unprivileged.run('-c', code, os.fspath(scratch_dir))
     assert proc.returncode == 0, proc.stderr
