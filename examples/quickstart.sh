@@ -13,7 +13,9 @@ set -euo pipefail
 # --- find git-ckpt (install it into this clone's .venv when it is nowhere) -------
 HERE=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python3}
-if ! command -v git-ckpt >/dev/null 2>&1 && ! "$PYTHON" -c 'import git_ckpt' >/dev/null 2>&1; then
+# Imports are tried from / so that a clone's own git_ckpt/ (the current dir) does not count.
+importable() { (cd / && "$PYTHON" -c "import $1" >/dev/null 2>&1); }
+if ! command -v git-ckpt >/dev/null 2>&1 && ! importable git_ckpt; then
     if [ -f "$HERE/../pyproject.toml" ]; then
         echo "quickstart: git-ckpt is not installed; installing it into $(cd "$HERE/.." && pwd)/.venv (once)"
         bash "$HERE/../scripts/bootstrap.sh" transformers
@@ -32,12 +34,12 @@ else
     # `python -m git_ckpt` is the same command.
     ckpt() { "$PYTHON" -m git_ckpt "$@"; }
 fi
-if command -v git-ckpt >/dev/null 2>&1 && ! "$PYTHON" -c 'import git_ckpt' >/dev/null 2>&1; then
+if command -v git-ckpt >/dev/null 2>&1 && ! importable git_ckpt; then
     # git-ckpt is on PATH: train with the interpreter it runs on.
     PYTHON=$(sed -n '1s/^#!//p' "$(command -v git-ckpt)")
 fi
 CAN_TRAIN=0
-"$PYTHON" -c 'import git_ckpt, transformers, torch' >/dev/null 2>&1 && CAN_TRAIN=1
+importable 'git_ckpt, transformers, torch' && CAN_TRAIN=1
 
 # --- a sandbox that is removed on exit -------------------------------------------
 SANDBOX=$(mktemp -d "${TMPDIR:-/tmp}/git-ckpt-quickstart.XXXXXX")
