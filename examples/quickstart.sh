@@ -5,8 +5,9 @@
 #
 # Everything happens under one `mktemp -d` dir (a repo, its worktrees, a
 # scratch root, a HOME and a global git config of its own) that is deleted on
-# exit; your real home, git config and scratch are not touched.  It installs
-# nothing: git-ckpt must already be importable (see "Install" in README.md).
+# exit; your real home, git config and scratch are not touched.  When git-ckpt
+# is not installed it installs it into this clone's .venv first (set
+# QUICKSTART_INSTALL=0 to refuse that and get instructions instead).
 # Each step is a numbered `step` block; later features add theirs at the end.
 set -euo pipefail
 
@@ -16,7 +17,7 @@ PYTHON=${PYTHON:-python3}
 # Imports are tried from / so that a clone's own git_ckpt/ (the current dir) does not count.
 importable() { (cd / && "$PYTHON" -c "import $1" >/dev/null 2>&1); }
 if ! command -v git-ckpt >/dev/null 2>&1 && ! importable git_ckpt; then
-    if [ -f "$HERE/../pyproject.toml" ]; then
+    if [ "${QUICKSTART_INSTALL:-1}" = 1 ] && [ -f "$HERE/../pyproject.toml" ]; then
         echo "quickstart: git-ckpt is not installed; installing it into $(cd "$HERE/.." && pwd)/.venv (once)"
         bash "$HERE/../scripts/bootstrap.sh" transformers
         PYTHON="$(cd "$HERE/.." && pwd)/.venv/bin/python"
@@ -44,6 +45,8 @@ importable 'git_ckpt, transformers, torch' && CAN_TRAIN=1
 # --- a sandbox that is removed on exit -------------------------------------------
 SANDBOX=$(mktemp -d "${TMPDIR:-/tmp}/git-ckpt-quickstart.XXXXXX")
 trap 'rm -rf "$SANDBOX"' EXIT
+mkdir "$SANDBOX/tmp"
+export TMPDIR="$SANDBOX/tmp"   # torch and friends leave caches in TMPDIR
 export HOME="$SANDBOX/home"
 export GIT_CONFIG_GLOBAL="$HOME/.gitconfig"
 export GIT_CONFIG_NOSYSTEM=1
