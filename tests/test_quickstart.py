@@ -30,6 +30,9 @@ def check_output(out: str) -> None:
     assert set(mapped) == {'proj', 'exp1', 'exp2'} and len(set(mapped.values())) == 3
     assert f'after a branch switch exp1 still maps to: {mapped["exp1"]}' in out
     assert 'scratch dir for exp1' in out  # the hook, on `git worktree add`
+    last_step = out.rsplit('\n== ', 1)[1]  # ends with a remove that archives (a rename here)
+    assert '$ git ckpt remove --archive ../exp1' in last_step
+    assert '(rename, ' in last_step and '.git-ckpt-archive.json' in last_step
     try:
         import transformers  # noqa: F401
     except ImportError:

@@ -267,19 +267,6 @@ def test_no_notice_without_orphans(inited_repo):
     assert 'removed worktrees' not in ckpt('prune', '--keep', '1', '--dry-run', cwd=inited_repo).stderr
 
 
-def test_quickstart_ends_with_a_remove_that_archives(tmp_path):
-    from conftest import BIN_DIR, run
-    script = Path(__file__).resolve().parent.parent / 'examples' / 'quickstart.sh'
-    tmpdir = tmp_path / 'tmp'
-    tmpdir.mkdir()
-    out = run(['bash', script], cwd=tmp_path,
-              env={**os.environ, 'PATH': f'{BIN_DIR}{os.pathsep}/usr/bin:/bin', 'TMPDIR': os.fspath(tmpdir)}).stdout
-    last_step = out.rsplit('\n== ', 1)[1]
-    assert '$ git ckpt remove --archive ../exp1' in last_step
-    assert '(rename, ' in last_step and f'exp1-{TODAY}\n    .git-ckpt-archive.json' in last_step
-    assert 'checkpoint-500' in last_step
-
-
 def test_progress_bar_with_bytes_per_second_on_a_terminal(inited_repo, tmp_path):
     from test_archive import SHM
     wt, scratch = add_worktree(inited_repo, 'exp1')
