@@ -167,7 +167,7 @@ def _prune_run(output_dir: str) -> None:
     try:
         scratch, _ = pruning.locate_run(run)
         plan = pruning.prune_scratch_dir(scratch, keep, run_path=run, exact=True, grace=0,
-                                         command=f'setup(keep={keep}) in training')
+                                         command=f'prune --keep {keep}')
         messages = [f'not pruned: {p}' for p in plan.problems] + plan.failures
     except GitCkptError as exc:
         messages = [f'setup(keep={keep}): {output_dir} not pruned this time: {exc}']

@@ -85,7 +85,7 @@ def prune(keep: int, *, path: str | os.PathLike[str] | None = None, keep_best: b
         if not scratch_dir.is_dir():
             return PruneResult([], 0, [], [], [], dry_run)
     plan = prune_scratch_dir(scratch_dir, keep, run_path=run_path, keep_best=keep_best, grace=grace,
-                             dry_run=dry_run, command='prune (python)')
+                             dry_run=dry_run, command=f'prune --keep {keep}')
     gone = plan.to_delete if dry_run else plan.deleted
     gone_ids = {id(c) for c in gone}
     return PruneResult([c.path for c in gone], sum(c.size for c in gone),
