@@ -168,7 +168,9 @@ def _prune_run(output_dir: str) -> None:
         scratch, _ = pruning.locate_run(run)
         plan = pruning.prune_scratch_dir(scratch, keep, run_path=run, exact=True, grace=0,
                                          command=f'prune --keep {keep}')
-        messages = [f'not pruned: {p}' for p in plan.problems] + plan.failures
+        # The scan covers the whole scratch dir: report only what concerns this run.
+        mine = [p for p in plan.problems if p.startswith((os.fspath(run) + os.sep, os.fspath(run) + ':'))]
+        messages = [f'setup(keep={keep}): {p}' for p in mine + plan.failures]
     except GitCkptError as exc:
         messages = [f'setup(keep={keep}): {output_dir} not pruned this time: {exc}']
     except Exception as exc:  # noqa: BLE001 (an unexpected bug must not end the run either)
