@@ -5,6 +5,7 @@
     python examples/train_tiny.py                      # checkpoints in <scratch>/out, link ./out
     python examples/train_tiny.py --resume             # continues from the last one
     python examples/train_tiny.py --output-dir runs/b  # a second run, kept apart
+    python examples/train_tiny.py --keep 2             # setup(keep=2): only the 2 newest stay
 
 A 1-layer GPT-2 with a 64-token vocabulary built from a config, random data,
 CPU: a few seconds, nothing downloaded.  The last line printed is a JSON
@@ -17,9 +18,6 @@ import json
 import os
 
 import git_ckpt
-
-# The one line a training script needs; before or after importing transformers.
-CKPT_DIR = git_ckpt.setup()
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')  # build from a config, never download
 
@@ -35,11 +33,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='evaluate at every save and load_best_model_at_end (best = highest eval loss, '
                         'so that it is an old checkpoint that rotation must keep)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--keep', type=int, default=None,
+                   help='git_ckpt.setup(keep=N): prune the run to N checkpoints (+ best) after each save')
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # The one line a training script needs; before or after importing transformers.
+    ckpt_dir = git_ckpt.setup(keep=args.keep)
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
@@ -67,7 +69,7 @@ def main(argv=None) -> dict:
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     out = training_args.output_dir
     summary = {
-        'scratch': str(CKPT_DIR),
+        'scratch': str(ckpt_dir),
         'output_dir': out,
         'start_step': StartStep.step,
         'global_step': trainer.state.global_step,

@@ -7,13 +7,13 @@ from __future__ import annotations
 from git_ckpt.constants import VERSION as __version__
 from git_ckpt.errors import GitCkptError
 
-__all__ = ['GitCkptError', '__version__', 'scratch_dir', 'setup']
+__all__ = ['GitCkptError', '__version__', 'prune', 'scratch_dir', 'setup']
 
-_LAZY = {'setup': 'git_ckpt.hf', 'scratch_dir': 'git_ckpt.hf'}
+_LAZY = {'setup': 'git_ckpt.hf', 'scratch_dir': 'git_ckpt.hf', 'prune': 'git_ckpt.pruning'}
 
 
 def __getattr__(name: str):
-    # The transformers integration loads on first use only (PEP 562).
+    # The transformers integration and pruning load on first use only (PEP 562).
     if name in _LAZY:
         import importlib
         value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -37,6 +37,8 @@ class _Config(NamedTuple):
 _config: _Config | None = None
 _exported_dir: str | None = None   # the GIT_CKPT_DIR value we set ourselves
 _announced: set[str] = set()
+_keep: int | None = None           # setup(keep=N)
+_keep_warned: set[str] = set()
 
 
 def _quiet(quiet: bool) -> bool:
@@ -112,14 +114,15 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
           hf_cache: bool = False, keep: int | None = None) -> Path:
     """Redirect transformers' output_dir into this worktree's scratch dir.
 
-    Returns the scratch dir.  Raises GitCkptError (problem and fix in one line)
+    keep=N prunes each run after every checkpoint save with the policy of
+    `git ckpt prune --keep N` (see _prune_run).  Returns the scratch dir.  Raises GitCkptError (problem and fix in one line)
     when the scratch root is unusable, so a run fails before training, not at
     its first save.  Safe to call twice and from every rank.
     """
-    global _config, _exported_dir
-    if keep is not None:
-        raise GitCkptError('setup(keep=N) is not available yet',
-                           'set save_total_limit=N in TrainingArguments instead')
+    global _config, _exported_dir, _keep
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise GitCkptError(f'setup(keep=N) needs an integer N of at least 1 (got {keep!r})',
+                           'pass keep=1 or more, or leave keep out to keep every checkpoint')
     if project_name is not None:
         from git_ckpt.settings import validate_name
         validate_name(project_name)
@@ -140,10 +143,42 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
     os.environ[C.ENV_WORKTREE] = os.fspath(config.base)
     if hf_cache:
         _setup_hf_cache(scratch, root, config)
-    state = hf_patch.install(_rewrite_output_dir)
+    _keep = keep
+    state = hf_patch.install(_rewrite_output_dir, _prune_run if keep is not None else None)
     if changed and state != 'unsupported':
         _say(config, f'checkpoints go to {scratch} (output_dir paths in {config.base} are redirected there)')
     return scratch
+
+
+def _prune_run(output_dir: str) -> None:
+    """setup(keep=N): called by the Trainer callback after each checkpoint save,
+    on the process that saves.  Prunes only this run (its output_dir).
+
+    Grace 0: this run's complete checkpoints were finished by this very process
+    before on_save, so a grace window would only stop keep= from working.
+    In-progress (tmp-checkpoint-*) and incomplete ones are kept by the policy
+    whatever the grace.  Never raises: a failed prune must not stop training.
+    """
+    keep = _keep
+    if keep is None:
+        return
+    from git_ckpt import pruning
+    run = Path(os.path.abspath(output_dir))
+    try:
+        scratch, _ = pruning.locate_run(run)
+        plan = pruning.prune_scratch_dir(scratch, keep, run_path=run, exact=True, grace=0,
+                                         command=f'prune --keep {keep}')
+        # The scan covers the whole scratch dir: report only what concerns this run.
+        mine = [p for p in plan.problems if p.startswith((os.fspath(run) + os.sep, os.fspath(run) + ':'))]
+        messages = [f'setup(keep={keep}): {p}' for p in mine + plan.failures]
+    except GitCkptError as exc:
+        messages = [f'setup(keep={keep}): {output_dir} not pruned this time: {exc}']
+    except Exception as exc:  # noqa: BLE001 (an unexpected bug must not end the run either)
+        messages = [f'setup(keep={keep}): pruning {output_dir} failed ({type(exc).__name__}: {exc})']
+    for message in messages:
+        if message not in _keep_warned:  # once per process: this runs after every save
+            _keep_warned.add(message)
+            warn(message)
 
 
 def _setup_hf_cache(scratch: Path, root: Path | None, config: _Config) -> None:

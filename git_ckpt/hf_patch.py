@@ -1,4 +1,4 @@
-"""The transformers side of `setup()`: an import hook and one patch.
+"""The transformers side of `setup()`: an import hook and two patches.
 
 We patch `TrainingArguments.__post_init__` so that `output_dir` is rewritten
 to a path under the worktree's scratch dir when the arguments are built.
@@ -6,9 +6,13 @@ Everything the Trainer does afterwards (rotation, resume, best model,
 save_model, hub pushes) then reads one consistent directory, unlike the
 seed's PREFIX_CHECKPOINT_DIR patch (see the README).
 
+For `setup(keep=N)` we also append a TrainerCallback to
+`transformers.trainer.DEFAULT_CALLBACKS` whose on_save prunes the run (every
+Trainer built afterwards copies that list).
+
 Standard library only: this module must never import transformers itself.
-If transformers.training_args is already loaded we patch it at once,
-otherwise a meta-path finder patches it right after it is first executed.
+If a target module is already loaded we patch it at once, otherwise a
+meta-path finder patches it right after it is first executed.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import sys
 from typing import Callable
 
 TARGET_MODULE = 'transformers.training_args'
+TRAINER_MODULE = 'transformers.trainer'   # only for setup(keep=N): a callback after each save
 # Tested on 5.x; the mechanism (a dataclass with output_dir and __post_init__)
 # is the same since 4.x.  A future major may move things: refuse it.
 MIN_VERSION = (4, 46)  # as in pyproject's transformers extra
@@ -27,6 +32,8 @@ MAX_MAJOR = 5
 _MARK = '_git_ckpt_original'
 
 _rewrite: Callable[[str | None], str | None] | None = None
+_on_save: Callable[[str], None] | None = None
+_pending: set[str] = set()  # modules the import hook still waits for
 _finder: '_Finder | None' = None
 _warned: set[str] = set()
 
@@ -88,25 +95,68 @@ def _patch_class(cls: type) -> None:
     cls.__post_init__ = __post_init__
 
 
-def patch_module(module) -> bool:
-    """Patch a loaded transformers.training_args; warn and return False if we cannot."""
+def _unsupported(module) -> str | None:
     transformers = sys.modules.get('transformers')
     version = str(getattr(transformers, '__version__', 'unknown'))
     problem = version_problem(version)
-    cls = getattr(module, 'TrainingArguments', None)
-    if problem is None and (
-            not isinstance(cls, type) or not dataclasses.is_dataclass(cls)
-            or '__post_init__' not in cls.__dict__
-            or 'output_dir' not in {f.name for f in dataclasses.fields(cls)}):
-        problem = f'transformers {version} has no TrainingArguments dataclass with output_dir where git-ckpt expects it'
+    if problem is None and module.__name__ == TARGET_MODULE:
+        cls = getattr(module, 'TrainingArguments', None)
+        if (not isinstance(cls, type) or not dataclasses.is_dataclass(cls)
+                or '__post_init__' not in cls.__dict__
+                or 'output_dir' not in {f.name for f in dataclasses.fields(cls)}):
+            problem = (f'transformers {version} has no TrainingArguments dataclass with output_dir '
+                       'where git-ckpt expects it')
+    if problem is None and module.__name__ == TRAINER_MODULE:
+        if not isinstance(getattr(module, 'DEFAULT_CALLBACKS', None), list) or not isinstance(
+                getattr(module, 'TrainerCallback', None), type):
+            problem = f'transformers {version} has no DEFAULT_CALLBACKS list where git-ckpt expects it'
+    return problem
+
+
+def _warn_once(problem: str, consequence: str) -> None:
+    if problem not in _warned:  # once per process, however often setup() runs
+        _warned.add(problem)
+        warn(f'{problem}; {consequence}')
+
+
+def patch_module(module) -> bool:
+    """Patch a loaded transformers.training_args; warn and return False if we cannot."""
+    problem = _unsupported(module)
     if problem is not None:
-        if problem not in _warned:  # once per process, however often setup() runs
-            _warned.add(problem)
-            warn(f'{problem}; output_dir is NOT redirected to scratch (checkpoints go where output_dir '
-                 f'says). Pass output_dir=str(git_ckpt.scratch_dir() / "out") yourself, or use transformers 5.x')
+        _warn_once(problem, 'output_dir is NOT redirected to scratch (checkpoints go where output_dir says). '
+                   'Pass output_dir=str(git_ckpt.scratch_dir() / "out") yourself, or use transformers 5.x')
         return False
-    _patch_class(cls)
+    _patch_class(module.TrainingArguments)
     return True
+
+
+def patch_trainer(module) -> bool:
+    """Add a callback that runs `_on_save(output_dir)` after every checkpoint save."""
+    problem = _unsupported(module)
+    if problem is not None:
+        _warn_once(problem, 'setup(keep=N) cannot prune after saves; set save_total_limit=N instead')
+        return False
+    callbacks = module.DEFAULT_CALLBACKS  # copied into every Trainer's callback list at __init__
+    if any(getattr(cb, _MARK, None) for cb in callbacks):
+        return True
+
+    class GitCkptKeep(module.TrainerCallback):
+        """setup(keep=N): prune the run with the `git ckpt prune` policy after each save."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if _on_save is not None and args.should_save:  # the process that writes checkpoints
+                try:
+                    _on_save(args.output_dir)
+                except Exception as exc:  # pruning must never kill a training run
+                    warn(f'setup(keep=N): pruning after step {state.global_step} failed '
+                         f'({type(exc).__name__}: {exc}); training goes on')
+
+    setattr(GitCkptKeep, _MARK, True)
+    callbacks.append(GitCkptKeep)
+    return True
+
+
+_PATCHERS = {TARGET_MODULE: patch_module, TRAINER_MODULE: patch_trainer}
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -120,11 +170,13 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        uninstall_hook()
+        _pending.discard(module.__name__)
+        if not _pending:
+            uninstall_hook()
         try:
-            patch_module(module)
+            _PATCHERS[module.__name__](module)
         except Exception as exc:  # never break the user's import of transformers
-            warn(f'could not patch {TARGET_MODULE} ({type(exc).__name__}: {exc}); output_dir is NOT redirected')
+            warn(f'could not patch {module.__name__} ({type(exc).__name__}: {exc}); setup() has no effect on it')
 
     def __getattr__(self, name):
         # get_source, get_filename, is_package, ... for inspect and friends.
@@ -135,7 +187,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname != TARGET_MODULE:
+        if fullname not in _pending:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, 'find_spec'):
@@ -160,18 +212,25 @@ def uninstall_hook() -> None:
         _finder = None
 
 
-def install(rewrite: Callable[[str | None], str | None]) -> str:
-    """Route every TrainingArguments.output_dir through `rewrite`.
+def install(rewrite: Callable[[str | None], str | None], on_save: Callable[[str], None] | None = None) -> str:
+    """Route every TrainingArguments.output_dir through `rewrite`, and call
+    `on_save(output_dir)` after each checkpoint save when given.
 
     Returns 'patched', 'hooked' (patched when transformers gets imported) or
-    'unsupported'.  Never imports transformers.
+    'unsupported', for the output_dir part.  Never imports transformers.
     """
-    global _rewrite, _finder
-    _rewrite = rewrite
-    module = sys.modules.get(TARGET_MODULE)
-    if module is not None:
-        return 'patched' if patch_module(module) else 'unsupported'
-    if _finder is None:
+    global _rewrite, _on_save, _finder
+    _rewrite, _on_save = rewrite, on_save
+    state = 'hooked'
+    for name in (TARGET_MODULE, TRAINER_MODULE) if on_save is not None else (TARGET_MODULE,):
+        module = sys.modules.get(name)
+        if module is None:
+            _pending.add(name)
+        else:
+            ok = _PATCHERS[name](module)
+            if name == TARGET_MODULE:
+                state = 'patched' if ok else 'unsupported'
+    if _pending and _finder is None:
         _finder = _Finder()
         sys.meta_path.insert(0, _finder)
-    return 'hooked'
+    return state

@@ -301,11 +301,6 @@ def test_project_name(hf_env, repo):
     assert bad.returncode != 0 and "GitCkptError: invalid project name '../x'" in bad.stderr
 
 
-def test_keep_is_refused_until_prune_exists(hf_env, repo):
-    proc = python('import git_ckpt; git_ckpt.setup(keep=2)', cwd=repo, check=False)
-    assert 'setup(keep=N) is not available yet; set save_total_limit=N' in _error_line(proc)
-
-
 def _error_line(proc) -> str:
     assert proc.returncode != 0
     return proc.stderr.strip().splitlines()[-1]

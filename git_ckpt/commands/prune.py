@@ -7,41 +7,21 @@ import time
 from pathlib import Path
 
 from git_ckpt import constants as C
-from git_ckpt import inventory, retention, worktree
+from git_ckpt import pruning, retention, worktree
 from git_ckpt.errors import GitCkptError
-from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
-from git_ckpt.scratch import is_managed
 
 
 def _targets(path: str | None, all_worktrees: bool, cli_root: str | None) -> list[tuple[Path, Path | None]]:
     """(scratch dir, only this run path or None) pairs to prune."""
     if path is not None:
-        target = Path(os.path.abspath(path))
-        if not target.exists():
-            raise GitCkptError(f'{path} does not exist', 'give a run dir inside a scratch dir (see git ckpt status)')
-        for candidate in (target, *target.parents):
-            if is_managed(candidate):
-                return [(candidate, None if candidate == target else target)]
-        raise GitCkptError(f'{path} is not inside a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
-                           'nothing was deleted; give a run dir under a worktree scratch dir')
+        return [pruning.locate_run(path)]
     if all_worktrees:
         wt = worktree.current_worktree()
         location = worktree.locate(wt, cli_root=cli_root)
         entries = worktree.scratch_entries(location.project_dir, wt.common_dir)
         return [(e.scratch_dir, None) for e in entries if not e.is_orphan]
     return [(worktree.resolve_scratch_dir(create=False, cli_root=cli_root), None)]
-
-
-def _only(inv: inventory.ScratchInventory, run_path: Path | None) -> inventory.ScratchInventory:
-    """The inventory restricted to the runs at or under run_path."""
-    if run_path is None:
-        return inv
-    runs = [r for r in inv.runs if r.path == run_path or run_path in r.path.parents]
-    if not runs:
-        raise GitCkptError(f'{run_path} holds no checkpoints', 'give a run dir (one that contains checkpoint-*)')
-    return inventory.ScratchInventory(inv.scratch_dir, runs, sum(r.size for r in runs), inv.newest_mtime,
-                                      inv.problems, inv.exists)
 
 
 class _Progress:
@@ -99,22 +79,19 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
         if not scratch_dir.is_dir():
             info(f'{scratch_dir}: no scratch dir yet, nothing to prune')
             continue
-        if dry_run:  # read-only: no lock needed
-            plan = retention.plan(_only(inventory.scan(scratch_dir), run_path), keep, keep_best, grace)
-            _report(plan, True, base)
+        progress = None if dry_run else _Progress()
+        try:
+            plan = pruning.prune_scratch_dir(scratch_dir, keep, run_path=run_path, keep_best=keep_best,
+                                             grace=grace, dry_run=dry_run, progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+        _report(plan, dry_run, base)
+        if dry_run:
             total_planned += plan.bytes_freed
             for problem in plan.problems:
                 warn(problem)
             continue
-        with scratch_lock(scratch_dir, 'prune'):
-            inv = inventory.scan(scratch_dir)
-            plan = retention.plan(_only(inv, run_path), keep, keep_best, grace)
-            _report(plan, False, base)
-            progress = _Progress()
-            try:
-                freed = retention.apply(plan, progress)
-            finally:
-                progress.close()
         for ckpt in plan.deleted:
             info(f'deleted {os.path.relpath(ckpt.path, base)} ({human_size(ckpt.size)})')
         for problem in plan.problems:
@@ -122,7 +99,7 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
         for failure in plan.failures:
             warn(failure)
             failed = True
-        total_freed += freed
+        total_freed += sum(c.size for c in plan.deleted)
     if dry_run:
         info(f'dry run: would free {human_size(total_planned)} (nothing deleted)')
     else:
