@@ -1,7 +1,10 @@
 """git plumbing: every subprocess call to git goes through here.
 
-Standard library only (the hooks import it).  GitPython is used by CLI code
-where it reads better; the hot paths (hooks, `path`, `setup()`) use this.
+Standard library only: the hooks, `path` and `setup()` import it.  The CLI uses
+it too rather than GitPython: every call git-ckpt makes is a one-shot plumbing
+command with NUL-separated output, which this module parses in a few lines,
+and one way of calling git is easier to keep right than two (importing
+GitPython alone costs ~100 ms per command).
 """
 from __future__ import annotations
 
