@@ -12,7 +12,6 @@ tree file: with partial staging (`git add -p`) the two differ.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import sys
@@ -34,6 +33,31 @@ _WEIGHT_RE = re.compile('|'.join(r.pattern for _, r in _WEIGHT_RES), re.DOTALL)
 _SIZE_RE = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*', re.IGNORECASE)
 _MODE_SYMLINK = '120000'
 _MODE_GITLINK = '160000'
+
+
+def _literal_head(regex: str) -> str:
+    """The literal text a regex starts with ('\\.art' -> '.art')."""
+    head = re.match(r'(?:\\.|[^\\.\[\](){}*+?|^$])*', regex).group()
+    return re.sub(r'\\(.)', r'\1', head)
+
+
+# Cheap necessary conditions, derived from the patterns themselves, that let
+# almost every path skip the regexes (a regex call per path was most of the
+# guard's own Python time).  A dir pattern's match contains its literal head
+# (ASCII paths only: IGNORECASE also folds e.g. KELVIN SIGN to 'k').  A weight
+# name matching a pattern that starts with '*' ends with the text after its
+# last '*'; one matching any other pattern starts with the text before its first '*'.
+_DIR_HEADS = tuple(sorted({_literal_head(regex).lower() for regex, _, _ in C.GUARD_DIR_PATTERNS}))
+_WEIGHT_ENDS = tuple({n.lower().rpartition('*')[2] for n in C.GUARD_WEIGHT_NAMES if n.startswith('*')})
+_WEIGHT_STARTS = tuple({n.lower().partition('*')[0] for n in C.GUARD_WEIGHT_NAMES if not n.startswith('*')})
+
+
+def _may_match_dir(path: str, lower_path: str) -> bool:
+    return not path.isascii() or any(head in lower_path for head in _DIR_HEADS)
+
+
+def _may_be_weights(lower_base: str) -> bool:
+    return lower_base.endswith(_WEIGHT_ENDS) or lower_base.startswith(_WEIGHT_STARTS)
 
 
 class Offence(NamedTuple):
@@ -68,6 +92,7 @@ def allow_matcher(patterns: tuple[str, ...]):
     one without matches the file name in any directory."""
     if not patterns:
         return lambda path: False
+    import fnmatch  # only with allow patterns: most repositories have none
     full = [fnmatch.translate(p.lstrip('/')) for p in patterns if '/' in p]
     base = [fnmatch.translate(p) for p in patterns if '/' not in p]
     full_re = re.compile('|'.join(full)) if full else None
@@ -114,7 +139,8 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
         if in_root is not None and (path == in_root or path.startswith(in_root + '/')):
             out.offences.append((entry, Offence(path, 'in-root', in_root + '/', '', None, f'/{in_root}/')))
             continue
-        m = _DIR_RE.search(path)
+        lower = path.lower()
+        m = _DIR_RE.search(path) if _may_match_dir(path, lower) else None
         if m:
             index = m.lastindex
             end = m.end(index)
@@ -126,8 +152,8 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
             if policy.root:
                 out.symlinks.append(entry)
         else:
-            base = path.rpartition('/')[2].lower()
-            if _WEIGHT_RE.fullmatch(base):
+            base = lower.rpartition('/')[2]
+            if _may_be_weights(base) and _WEIGHT_RE.fullmatch(base):
                 name = next(n for n, r in _WEIGHT_RES if r.fullmatch(base))
                 out.weights.append((entry, Offence(path, 'weights', path, name, None, name)))
             else:
