@@ -3,9 +3,11 @@
 Runs as the pre-commit hook (native shim or the pre-commit framework), so it
 imports only the standard library and spawns a fixed number of git processes
 whatever the number of staged files: `rev-parse`, `config`, `diff --cached`
-(or `ls-files` when the framework passes filenames), one `cat-file
---batch-check` for every staged blob's size, and, only when needed, one
-`cat-file --batch` for symlink targets and possible Git LFS pointers.
+(or `ls-files` when the framework passes filenames) and, only when needed,
+one `cat-file --batch-check` (sizes of blobs not stored loose) and one
+`cat-file --batch` (symlink targets, possible Git LFS pointers).  A fresh
+`git add` writes loose objects: their sizes are read from the objects' own
+headers in process, the same header cat-file reads.
 
 What is checked is the STAGED blob (size, mode, content), never the working
 tree file: with partial staging (`git add -p`) the two differ.
@@ -161,14 +163,13 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
     return out
 
 
-def check(entries: list[git.IndexEntry], policy: Policy, top: Path) -> list[Offence]:
-    """Every offence among the staged `entries`, in path order."""
-    # cat-file reads every staged blob's header (a file per loose object):
-    # let it run while the path checks do.
-    wait_sizes = git.in_background(
-        git.object_sizes, [e.oid for e in entries if e.oid and e.mode != _MODE_GITLINK], cwd=top)
+def check(entries: list[git.IndexEntry], policy: Policy, top: Path,
+          objects_dir: Path | None = None) -> list[Offence]:
+    """Every offence among the staged `entries`, in path order.  `objects_dir`:
+    where the staged blobs are stored loose (read directly; else cat-file)."""
     found = check_paths(entries, policy)
-    sizes = wait_sizes()
+    sizes = git.object_sizes([e.oid for e in entries if e.oid and e.mode != _MODE_GITLINK],
+                             cwd=top, objects_dir=objects_dir)
     offences = [o._replace(size=sizes.get(e.oid)) for e, o in found.offences]
     if policy.max_size:
         offences += [Offence(e.path, 'size', e.path, '', sizes[e.oid], '/' + e.path)
@@ -269,6 +270,17 @@ def entries_for(top: Path, filenames: list[str] | None) -> list[git.IndexEntry]:
     return [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
 
 
+def objects_dir(common_dir: Path) -> Path | None:
+    """Where `git add` wrote the staged blobs: GIT_OBJECT_DIRECTORY when set
+    (absolute; a relative one was relative to a cwd we may not share), else
+    the common dir's objects/.  A wrong guess only sends more oids to cat-file:
+    a loose object file named by an oid holds that object, wherever it is."""
+    env = os.environ.get('GIT_OBJECT_DIRECTORY')
+    if env:
+        return Path(env) if os.path.isabs(env) else None
+    return common_dir / 'objects'
+
+
 def run(argv: list[str], cwd: str | None = None) -> int:
     """The guard; 0 when the commit may go ahead, 1 when blocked."""
     args = parse_args(argv)
@@ -282,7 +294,7 @@ def run(argv: list[str], cwd: str | None = None) -> int:
     top = paths.top
     policy = load_policy(top, args.allow, args.max_size, config=wait_config())
     entries = wait_staged() if wait_staged else entries_for(top, args.filenames)
-    offences = check(entries, policy, top)
+    offences = check(entries, policy, top, objects_dir=objects_dir(paths.common_dir))
     if not offences:
         return 0
     from git_ckpt.guard_message import render
