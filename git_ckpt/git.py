@@ -281,6 +281,24 @@ def loose_object_sizes(oids, objects_dir: str | os.PathLike[str]) -> dict[str, i
     return sizes
 
 
+# Deflate's largest possible expansion: a 258-byte match coded in 2 bits.
+DEFLATE_MAX_RATIO = 1032
+
+
+def loose_object_size_bounds(oids, objects_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """An upper bound of each loose object's size: its zlib file can inflate
+    to at most DEFLATE_MAX_RATIO times its own size (header included).  One
+    stat per object instead of a read; objects not stored loose are left out."""
+    bounds = {}
+    base = os.fspath(objects_dir) + os.sep
+    for oid in oids:
+        try:
+            bounds[oid] = os.stat(f'{base}{oid[:2]}{os.sep}{oid[2:]}').st_size * DEFLATE_MAX_RATIO
+        except OSError:
+            continue
+    return bounds
+
+
 def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
                  objects_dir: str | os.PathLike[str] | None = None) -> dict[str, int]:
     """Size of each object; missing ones left out.  Loose objects in
