@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -248,14 +249,70 @@ def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexE
     return out
 
 
-def object_sizes(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, int]:
-    """Size of each object, with ONE `cat-file --batch-check`; missing ones left out."""
-    oids = list(dict.fromkeys(oids))
-    if not oids:
-        return {}
-    proc = run_git('cat-file', '--batch-check=%(objectname) %(objectsize)',
-                   cwd=cwd, input='\n'.join(oids) + '\n')
+def loose_object_sizes(oids, objects_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """Size of each object stored loose in `objects_dir`, from the object's own
+    header ('<type> <size>\\0', zlib-compressed at the start of objects/xx/yyyy);
+    objects not stored loose (packed, alternates) or unreadable are left out.
+
+    The same header `cat-file --batch-check` reads, without its process and
+    its five syscalls per object: a fresh `git add` of 5,000 files leaves
+    5,000 loose objects, and reading their headers was most of the guard's time.
+    """
     sizes = {}
+    base = os.fspath(objects_dir) + os.sep
+    inflate_class = zlib.decompressobj
+    for oid in oids:
+        try:
+            fd = os.open(f'{base}{oid[:2]}{os.sep}{oid[2:]}', os.O_RDONLY)
+        except OSError:
+            continue  # packed, in an alternate, or missing: cat-file decides
+        try:
+            inflate = inflate_class()
+            header = inflate.decompress(os.read(fd, 64), 64)
+            while b'\0' not in header and not inflate.eof and len(header) < 64:
+                more = inflate.unconsumed_tail or os.read(fd, 4096)
+                if not more:
+                    break
+                header += inflate.decompress(more, 64 - len(header))
+        except (OSError, zlib.error):
+            continue
+        finally:
+            os.close(fd)
+        kind, space, size = header.partition(b'\0')[0].partition(b' ')
+        if space and size.isdigit() and b'\0' in header:
+            sizes[oid] = int(size)
+    return sizes
+
+
+# Deflate's largest possible expansion: a 258-byte match coded in 2 bits.
+DEFLATE_MAX_RATIO = 1032
+
+
+def loose_object_size_bounds(oids, objects_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """An upper bound of each loose object's size: its zlib file can inflate
+    to at most DEFLATE_MAX_RATIO times its own size (header included).  One
+    stat per object instead of a read; objects not stored loose are left out."""
+    bounds = {}
+    base = os.fspath(objects_dir) + os.sep
+    for oid in oids:
+        try:
+            bounds[oid] = os.stat(f'{base}{oid[:2]}{os.sep}{oid[2:]}').st_size * DEFLATE_MAX_RATIO
+        except OSError:
+            continue
+    return bounds
+
+
+def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
+                 objects_dir: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """Size of each object; missing ones left out.  Loose objects in
+    `objects_dir` are read directly; the rest with ONE `cat-file --batch-check`."""
+    oids = list(dict.fromkeys(oids))
+    sizes = loose_object_sizes(oids, objects_dir) if objects_dir is not None else {}
+    rest = [oid for oid in oids if oid not in sizes] if sizes else oids
+    if not rest:
+        return sizes
+    proc = run_git('cat-file', '--batch-check=%(objectname) %(objectsize)',
+                   cwd=cwd, input='\n'.join(rest) + '\n')
     for line in proc.stdout.splitlines():
         oid, _, size = line.partition(' ')
         if size.isdigit():

@@ -3,16 +3,17 @@
 Runs as the pre-commit hook (native shim or the pre-commit framework), so it
 imports only the standard library and spawns a fixed number of git processes
 whatever the number of staged files: `rev-parse`, `config`, `diff --cached`
-(or `ls-files` when the framework passes filenames), one `cat-file
---batch-check` for every staged blob's size, and, only when needed, one
-`cat-file --batch` for symlink targets and possible Git LFS pointers.
+(or `ls-files` when the framework passes filenames) and, only when needed,
+one `cat-file --batch-check` (sizes of blobs not stored loose) and one
+`cat-file --batch` (symlink targets, possible Git LFS pointers).  A fresh
+`git add` writes loose objects: their sizes are read from the objects' own
+headers in process, the same header cat-file reads.
 
 What is checked is the STAGED blob (size, mode, content), never the working
 tree file: with partial staging (`git add -p`) the two differ.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import sys
@@ -34,6 +35,31 @@ _WEIGHT_RE = re.compile('|'.join(r.pattern for _, r in _WEIGHT_RES), re.DOTALL)
 _SIZE_RE = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*', re.IGNORECASE)
 _MODE_SYMLINK = '120000'
 _MODE_GITLINK = '160000'
+
+
+def _literal_head(regex: str) -> str:
+    """The literal text a regex starts with ('\\.art' -> '.art')."""
+    head = re.match(r'(?:\\.|[^\\.\[\](){}*+?|^$])*', regex).group()
+    return re.sub(r'\\(.)', r'\1', head)
+
+
+# Cheap necessary conditions, derived from the patterns themselves, that let
+# almost every path skip the regexes (a regex call per path was most of the
+# guard's own Python time).  A dir pattern's match contains its literal head
+# (ASCII paths only: IGNORECASE also folds e.g. KELVIN SIGN to 'k').  A weight
+# name matching a pattern that starts with '*' ends with the text after its
+# last '*'; one matching any other pattern starts with the text before its first '*'.
+_DIR_HEADS = tuple(sorted({_literal_head(regex).lower() for regex, _, _ in C.GUARD_DIR_PATTERNS}))
+_WEIGHT_ENDS = tuple({n.lower().rpartition('*')[2] for n in C.GUARD_WEIGHT_NAMES if n.startswith('*')})
+_WEIGHT_STARTS = tuple({n.lower().partition('*')[0] for n in C.GUARD_WEIGHT_NAMES if not n.startswith('*')})
+
+
+def _may_match_dir(path: str, lower_path: str) -> bool:
+    return not path.isascii() or any(head in lower_path for head in _DIR_HEADS)
+
+
+def _may_be_weights(lower_base: str) -> bool:
+    return lower_base.endswith(_WEIGHT_ENDS) or lower_base.startswith(_WEIGHT_STARTS)
 
 
 class Offence(NamedTuple):
@@ -68,6 +94,7 @@ def allow_matcher(patterns: tuple[str, ...]):
     one without matches the file name in any directory."""
     if not patterns:
         return lambda path: False
+    import fnmatch  # only with allow patterns: most repositories have none
     full = [fnmatch.translate(p.lstrip('/')) for p in patterns if '/' in p]
     base = [fnmatch.translate(p) for p in patterns if '/' not in p]
     full_re = re.compile('|'.join(full)) if full else None
@@ -114,7 +141,8 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
         if in_root is not None and (path == in_root or path.startswith(in_root + '/')):
             out.offences.append((entry, Offence(path, 'in-root', in_root + '/', '', None, f'/{in_root}/')))
             continue
-        m = _DIR_RE.search(path)
+        lower = path.lower()
+        m = _DIR_RE.search(path) if _may_match_dir(path, lower) else None
         if m:
             index = m.lastindex
             end = m.end(index)
@@ -126,8 +154,8 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
             if policy.root:
                 out.symlinks.append(entry)
         else:
-            base = path.rpartition('/')[2].lower()
-            if _WEIGHT_RE.fullmatch(base):
+            base = lower.rpartition('/')[2]
+            if _may_be_weights(base) and _WEIGHT_RE.fullmatch(base):
                 name = next(n for n, r in _WEIGHT_RES if r.fullmatch(base))
                 out.weights.append((entry, Offence(path, 'weights', path, name, None, name)))
             else:
@@ -135,18 +163,27 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
     return out
 
 
-def check(entries: list[git.IndexEntry], policy: Policy, top: Path) -> list[Offence]:
-    """Every offence among the staged `entries`, in path order."""
-    # cat-file reads every staged blob's header (a file per loose object):
-    # let it run while the path checks do.
-    wait_sizes = git.in_background(
-        git.object_sizes, [e.oid for e in entries if e.oid and e.mode != _MODE_GITLINK], cwd=top)
+def check(entries: list[git.IndexEntry], policy: Policy, top: Path,
+          objects_dir: Path | None = None) -> list[Offence]:
+    """Every offence among the staged `entries`, in path order.  `objects_dir`:
+    where the staged blobs are stored loose (read directly; else cat-file)."""
     found = check_paths(entries, policy)
-    sizes = wait_sizes()
+    # Exact sizes for what the message shows or the LFS test needs; for the
+    # rest only "over the limit?" matters, and a loose object's file size
+    # bounds that (git.loose_object_size_bounds): one stat instead of a read.
+    rest = [e for e in found.rest if e.oid]
+    if policy.max_size and objects_dir is not None:
+        bounds = git.loose_object_size_bounds([e.oid for e in rest], objects_dir)
+        rest = [e for e in rest if bounds.get(e.oid, policy.max_size + 1) > policy.max_size]
+    elif not policy.max_size:
+        rest = []
+    wanted = ([e.oid for e, _ in found.offences] + [e.oid for e, _ in found.weights]
+              + [e.oid for e in found.symlinks] + [e.oid for e in rest])
+    sizes = git.object_sizes([oid for oid in wanted if oid], cwd=top, objects_dir=objects_dir)
     offences = [o._replace(size=sizes.get(e.oid)) for e, o in found.offences]
     if policy.max_size:
         offences += [Offence(e.path, 'size', e.path, '', sizes[e.oid], '/' + e.path)
-                     for e in found.rest if sizes.get(e.oid, 0) > policy.max_size]
+                     for e in rest if sizes.get(e.oid, 0) > policy.max_size]
     # A Git LFS pointer is small: only small weight files can be one.
     lfs_candidates = []
     for entry, offence in found.weights:
@@ -243,6 +280,17 @@ def entries_for(top: Path, filenames: list[str] | None) -> list[git.IndexEntry]:
     return [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
 
 
+def objects_dir(common_dir: Path) -> Path | None:
+    """Where `git add` wrote the staged blobs: GIT_OBJECT_DIRECTORY when set
+    (absolute; a relative one was relative to a cwd we may not share), else
+    the common dir's objects/.  A wrong guess only sends more oids to cat-file:
+    a loose object file named by an oid holds that object, wherever it is."""
+    env = os.environ.get('GIT_OBJECT_DIRECTORY')
+    if env:
+        return Path(env) if os.path.isabs(env) else None
+    return common_dir / 'objects'
+
+
 def run(argv: list[str], cwd: str | None = None) -> int:
     """The guard; 0 when the commit may go ahead, 1 when blocked."""
     args = parse_args(argv)
@@ -256,7 +304,7 @@ def run(argv: list[str], cwd: str | None = None) -> int:
     top = paths.top
     policy = load_policy(top, args.allow, args.max_size, config=wait_config())
     entries = wait_staged() if wait_staged else entries_for(top, args.filenames)
-    offences = check(entries, policy, top)
+    offences = check(entries, policy, top, objects_dir=objects_dir(paths.common_dir))
     if not offences:
         return 0
     from git_ckpt.guard_message import render
