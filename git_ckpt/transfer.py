@@ -5,7 +5,7 @@ Used by `archive`, `restore` and `migrate`.  The rules:
   10 MB and 1 TB.  The manifest then records names and sizes only.
 - Otherwise the tree is copied into `<dest>.partial`: each block is read
   once, hashed (sha256), written, read back from the destination and
-  compared with what was hashed; each file is fsynced.  Only when every
+  compared with what was hashed (checksums.copy_file); each file is fsynced.  Only when every
   file matched is the checksum manifest written, the
   `.partial` renamed to its final name, and (if asked) the source deleted:
   only the files that were verified, never following a symlink.
@@ -17,7 +17,6 @@ Standard library only; rich is imported lazily for the progress bar.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_ckpt import constants as C
-from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, delete_listed,  # noqa: F401
-                                 delete_verified, fsync_dir, hash_file, read_manifest, verify,
-                                 write_manifest)
+from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_file,  # noqa: F401
+                                 delete_listed, delete_verified, fsync_dir, hash_file,
+                                 read_manifest, verify, write_manifest)
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
@@ -316,49 +315,6 @@ def _size_of(path: Path) -> int:
     except OSError:
         return -1
     return st.st_size if stat.S_ISREG(st.st_mode) else -1
-
-
-def copy_file(src: Path, dest: Path, advance) -> str:
-    """Copy one file, verify it, fsync it; return its sha256.
-
-    One pass: each block is read once, hashed, written, then read back from
-    the destination and compared byte for byte with what was hashed.  So the
-    destination provably holds the bytes whose sha256 the manifest records,
-    without hashing everything twice (a memcmp costs a fraction of a sha256).
-    Single-threaded on purpose: a helper hashing thread measured no faster on
-    a busy 2-core node (see benchmarks/README.md).  Raises on a mismatch.
-    """
-    digest = hashlib.sha256()
-    buf = bytearray(BUF_SIZE)
-    src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        dest_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        back_fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            offset = 0
-            while True:
-                n = os.readv(src_fd, [buf])
-                if not n:
-                    break
-                view = memoryview(buf)[:n]
-                digest.update(view)
-                written = 0
-                while written < n:
-                    written += os.write(dest_fd, view[written:])
-                # bytearray == bytes is a memcmp (a memoryview compare is not).
-                if (buf if n == BUF_SIZE else buf[:n]) != os.pread(back_fd, n, offset):
-                    raise GitCkptError(f'{dest} does not read back what was written at byte {offset}',
-                                       'check the destination filesystem; the source is intact')
-                del view
-                offset += n
-                advance(n)
-            os.fsync(dest_fd)
-        finally:
-            os.close(back_fd)
-            os.close(dest_fd)
-    finally:
-        os.close(src_fd)
-    return digest.hexdigest()
 
 
 def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
