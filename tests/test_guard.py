@@ -141,6 +141,23 @@ def test_size_limit_default_and_config(inited_repo):
     assert_committed(commit(repo), repo, before)
 
 
+def test_size_of_packed_and_highly_compressible_blobs(inited_repo):
+    """Sizes come from loose object headers, a stat-based deflate bound, or
+    cat-file for packed objects: each path must give the exact staged size."""
+    repo = inited_repo
+    before = head(repo)
+    # 12 MB of zeros: a ~12 KB loose object, above the bound's proof, so measured exactly.
+    stage(repo, 'data/zeros.bin', bytes(12 * 1024 * 1024))
+    assert_blocked(commit(repo), repo, before, 'data/zeros.bin (12.0M)')
+    # The same staged blob after `git gc` packs it: the cat-file fallback.
+    git('gc', '-q', cwd=repo)
+    assert not list((repo / '.git' / 'objects').glob('??/*')), 'gc should have packed everything'
+    assert_blocked(commit(repo), repo, before, 'data/zeros.bin (12.0M)')
+    git('rm', '-q', '--cached', 'data/zeros.bin', cwd=repo)
+    stage(repo, 'data/small.bin', bytes(1024 * 1024))  # 1 MB: cleared by the bound, allowed
+    assert_committed(commit(repo), repo, before)
+
+
 def test_bad_size_config_is_one_clear_line(inited_repo):
     before = head(inited_repo)
     git('config', 'ckpt.maxFileSize', 'ten megs', cwd=inited_repo)

@@ -241,3 +241,24 @@ def test_enospc_is_a_clear_error_with_source_intact(shm_dir, small_tmpfs):
     assert tree_digest(many) == before
     assert not (small_tmpfs / 'dest').exists()
     assert not (small_tmpfs / 'dest.partial').exists()
+
+
+@pytest.mark.parametrize('pipeline', [True, False], ids=['two-threads', 'one-thread'])
+def test_both_copy_paths_give_the_same_verified_copy(shm_dir, tmp_path, monkeypatch, pipeline):
+    """The pipelined copy (reader/hasher thread + writer/verifier) is chosen by
+    load; force each path so both are proven on every run."""
+    from git_ckpt import checksums
+    monkeypatch.setattr(checksums, 'PIPELINE', pipeline)
+    src = shm_dir / 'src'
+    (src / 'run1' / 'checkpoint-1').mkdir(parents=True)
+    payload = os.urandom(9 << 20) + b'tail'   # several blocks and a partial one
+    (src / 'run1' / 'checkpoint-1' / 'model.safetensors').write_bytes(payload)
+    dest = tmp_path / 'dest'
+    result = transfer.transfer(src, dest)
+    assert result.method == 'copy'
+    copied = (dest / 'run1' / 'checkpoint-1' / 'model.safetensors').read_bytes()
+    assert copied == payload
+    manifest = json.loads((dest / transfer.MANIFEST).read_text())
+    assert manifest['files']['run1/checkpoint-1/model.safetensors']['sha256'] == \
+        hashlib.sha256(payload).hexdigest()
+    assert transfer.verify(dest) == []
