@@ -12,6 +12,7 @@ a temp dir.  Rows:
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -91,30 +92,40 @@ def count_syscalls(strace_file: str) -> int:
     return total
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _median_pair(subject, baseline, repeats, setup=None):
-    s, b = [], []
+    """Medians of (wall subject, wall baseline, cpu subject, cpu baseline).
+    CPU time (user + system of the child processes) is reported next to wall
+    time because on a shared machine wall time also measures the neighbours."""
+    s, b, s_cpu, b_cpu = [], [], [], []
     for _ in range(repeats):
-        if setup:
-            setup()
-        t = time.perf_counter()
-        subject()
-        s.append(time.perf_counter() - t)
-        if setup:
-            setup()
-        t = time.perf_counter()
-        baseline()
-        b.append(time.perf_counter() - t)
-    return statistics.median(s), statistics.median(b)
+        for fn, wall, cpu in ((subject, s, s_cpu), (baseline, b, b_cpu)):
+            if setup:
+                setup()
+            c = _children_cpu()
+            t = time.perf_counter()
+            fn()
+            wall.append(time.perf_counter() - t)
+            cpu.append(_children_cpu() - c)
+    return (statistics.median(s), statistics.median(b), statistics.median(s_cpu), statistics.median(b_cpu))
 
 
 def rows(quick: bool) -> list[Row]:
     worktrees, runs, ckpts = (25, 4, 36)  # 3,600 checkpoints x 14 files = 50,400 files
     repeats = 3 if quick else 9
     out = []
-    with tempfile.TemporaryDirectory(prefix='bench-inventory-') as tmp:
+    # BENCH_INVENTORY_TMP=/dev/shm builds the tree on a tmpfs: no disk, so the
+    # rows measure git-ckpt's own cost without the disk's (and neighbours') noise.
+    where = os.environ.get('BENCH_INVENTORY_TMP') or None
+    with tempfile.TemporaryDirectory(prefix='bench-inventory-', dir=where) as tmp:
         env, main, scratch_dirs, doomed = build(tmp, worktrees, runs, ckpts)
         root = env['GIT_CKPT_ROOT']
         nfiles = sum(len(files) for _, _, files in os.walk(root))
+        fs = f'{nfiles} files, {_fs_type(root)}'
         du = ['du', '-s', root]
 
         def status():
@@ -123,8 +134,9 @@ def rows(quick: bool) -> list[Row]:
         def du_s():
             subprocess.run(du, check=True, stdout=subprocess.DEVNULL)
 
-        cold, base = _median_pair(status, du_s, repeats, setup=lambda: drop_cache(root))
-        out.append(Row('status, cold cache, vs du -s', cold, base, 2.0, f'{nfiles} files'))
+        cold, base, cold_cpu, base_cpu = _median_pair(status, du_s, repeats, setup=lambda: drop_cache(root))
+        out.append(Row('status, cold cache, vs du -s', cold, base, 2.0, fs))
+        out.append(Row('status, cold cache, vs du -s: CPU time (user+sys)', cold_cpu, base_cpu, None, fs))
 
         status()  # fill the cache
         st_file, du_file = os.path.join(tmp, 'strace-status'), os.path.join(tmp, 'strace-du')
@@ -132,7 +144,7 @@ def rows(quick: bool) -> list[Row]:
         subprocess.run(['strace', '-f', '-c', '-o', du_file, *du], check=True, stdout=subprocess.DEVNULL)
         out.append(Row('status, warm cache, vs du -s: stat+getdents syscalls', count_syscalls(st_file),
                        count_syscalls(du_file), 0.1, 'strace -f -c', unit='calls'))
-        warm, base = _median_pair(status, du_s, repeats)
+        warm, base, _, _ = _median_pair(status, du_s, repeats)
         out.append(Row('status, warm cache, vs du -s', warm, base, None, 'wall time'))
 
         def refill():
@@ -141,13 +153,25 @@ def rows(quick: bool) -> list[Row]:
                     fill_checkpoint(path, int(path.name.split('-')[1]))
             os.sync()  # so the timed deletes do not compete with writeback of the refill
 
+        def refill_and_status():
+            refill()
+            status()  # the usual order: look, then prune; fills the size cache
+
         def prune():
             _ckpt('prune', '--keep', '1', '--all-worktrees', '--grace', '0', cwd=main, env=env)
 
         def rm_rf():
             subprocess.run(['rm', '-rf', *map(os.fspath, doomed)], check=True)
 
-        pr, rm = _median_pair(prune, rm_rf, max(3, repeats // 2), setup=refill)
-        out.append(Row('prune --keep 1 --all-worktrees vs rm -rf of the same checkpoints', pr, rm, 1.2,
-                       f'{len(doomed)} checkpoints, {len(doomed) * len(FILES)} files'))
+        what = f'{len(doomed)} checkpoints, {len(doomed) * len(FILES)} files, {_fs_type(root)}'
+        for label, setup in (('never scanned', refill), ('after a status', refill_and_status)):
+            pr, rm, pr_cpu, rm_cpu = _median_pair(prune, rm_rf, max(3, repeats // 2), setup=setup)
+            out.append(Row(f'prune --keep 1 --all-worktrees vs rm -rf of the same checkpoints, {label}',
+                           pr, rm, 1.2, what))
+            out.append(Row(f'prune vs rm -rf, {label}: CPU time (user+sys)', pr_cpu, rm_cpu, None, what))
     return out
+
+
+def _fs_type(path: str) -> str:
+    from git_ckpt.disk_usage import fs_type
+    return fs_type(path) or 'unknown fs'

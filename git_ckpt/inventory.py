@@ -25,7 +25,7 @@ from pathlib import Path
 
 from git_ckpt import constants as C
 from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
-from git_ckpt.disk_usage import Tree, dir_size, measure  # noqa: F401  (dir_size is part of this API)
+from git_ckpt.disk_usage import Tree, dir_size, is_network_fs, measure  # noqa: F401  (dir_size: API)
 from git_ckpt.inventory_cache import SizeCache
 
 
@@ -119,8 +119,11 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
         return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
     finally:
         os.close(fd)
+    data = b''.join(chunks)
     try:
-        state = json.loads(b''.join(chunks))
+        # Decoding first skips json's encoding sniffing (measurable over thousands
+        # of checkpoints); anything else (BOM, UTF-16, whitespace) goes the sniffing way.
+        state = json.loads(data.decode('utf-8') if data[:1] == b'{' else data)
     except ValueError:
         return None, f'{C.TRAINER_STATE_NAME} is corrupt (not JSON)'
     if not isinstance(state, dict):
@@ -128,7 +131,7 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
     return state, None
 
 
-SCAN_THREADS = 4  # parallel walkers for uncached checkpoints (network filesystems)
+SCAN_THREADS = 4  # parallel walkers for uncached checkpoints, on network filesystems only
 
 
 class _Scanner:
@@ -140,7 +143,7 @@ class _Scanner:
         self.problems: list[str] = []
         self.runs: list[Run] = []
         self.newest = 0.0
-        self.threads = SCAN_THREADS
+        self.threads = SCAN_THREADS if is_network_fs(scratch_dir) else 1
         self.pool = None
 
     def _add_links(self, links: list[list[int]]) -> int:

@@ -148,10 +148,20 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
     return freed
 
 
+def _inside(path: Path, base: Path) -> PurePosixPath:
+    """`path` relative to `base` (a string prefix test: os.path.relpath cost more
+    than the unlinks on big prunes).  ValueError if it is not under `base`."""
+    prefix = os.fspath(base).rstrip('/') + '/'
+    text = os.fspath(path)
+    if not text.startswith(prefix):
+        raise ValueError(f'{path} is not inside {base}')
+    return PurePosixPath(text[len(prefix):])
+
+
 def _delete_one(base_fd: int, plan: PrunePlan, ckpt: Checkpoint) -> str | None:
     """Delete one checkpoint; None on success, else why it was left alone."""
     try:
-        relative = PurePosixPath(os.path.relpath(ckpt.path, plan.scratch_dir))
+        relative = _inside(ckpt.path, plan.scratch_dir)
         parent_fd = open_parent(base_fd, relative)
     except (OSError, ValueError) as exc:
         return f'not deleted: its path cannot be opened safely ({getattr(exc, "strerror", exc)})'

@@ -49,11 +49,17 @@ class _Progress:
             self.bar.stop()
 
 
+def _shown(path: Path, base: Path) -> str:
+    """path relative to base; a prefix cut, as os.path.relpath is slow over thousands of lines."""
+    prefix, text = os.fspath(base).rstrip('/') + '/', os.fspath(path)
+    return text[len(prefix):] if text.startswith(prefix) else os.path.relpath(text, base)
+
+
 def _report(plan: retention.PrunePlan, dry_run: bool, base: Path) -> None:
     verb = 'would delete' if dry_run else 'delete'
     for decision in plan.decisions:
         ckpt = decision.checkpoint
-        rel = os.path.relpath(ckpt.path, base)
+        rel = _shown(ckpt.path, base)
         if decision.delete:
             if dry_run:
                 info(f'{verb} {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
@@ -93,7 +99,7 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
                 warn(problem)
             continue
         for ckpt in plan.deleted:
-            info(f'deleted {os.path.relpath(ckpt.path, base)} ({human_size(ckpt.size)})')
+            info(f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})')
         for problem in plan.problems:
             warn(problem)
         for failure in plan.failures:
