@@ -186,14 +186,32 @@ def test_child_process_of_a_linked_worktree_agrees_without_git(hf_env, repo, tmp
     assert git('status', '--porcelain', cwd=wt).stdout == ''
 
 
+def torchrun(*script_args, cwd):
+    """examples/train_tiny.py under a real 2-process torchrun (gloo).
+
+    torch 2.13's gloo teardown sometimes aborts a rank at interpreter exit
+    ("terminate called without an active exception") AFTER training and our
+    summary line are done; that is retried once (a fresh run, asserted in
+    full).  Any other failure fails the test."""
+    for attempt in (1, 2):
+        with socket.socket() as s:  # a free port for the rendezvous
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+                    '--master_addr=127.0.0.1', f'--master_port={port}', EXAMPLE, *script_args],
+                   cwd=cwd, timeout=300, check=False)
+        teardown_abort = ('terminate called without an active exception' in proc.stderr
+                          and proc.stdout.count('"rank": ') == 2)
+        if proc.returncode == 0 or not teardown_abort or attempt == 2:
+            break
+    assert proc.returncode == 0, f'torchrun exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}'
+    return proc
+
+
 @needs_transformers
 @pytest.mark.slow
 def test_torchrun_two_ranks(hf_env, repo):
-    with socket.socket() as s:  # a free port for the rendezvous
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-                f'--master_port={port}', EXAMPLE, '--save-total-limit', '2'], cwd=repo, timeout=300)
+    proc = torchrun('--save-total-limit', '2', cwd=repo)
     rank0, rank1 = summaries(proc)
     scratch = scratch_path(repo)
     assert rank0['scratch'] == rank1['scratch'] == os.fspath(scratch)

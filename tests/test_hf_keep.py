@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import add_worktree, ckpt, run, scratch_path
-from test_hf import (EXAMPLE, FAKE_TRAINING_ARGS, git_ckpt_lines, hf_env, needs_transformers, python,  # noqa: F401
+from test_hf import (torchrun, FAKE_TRAINING_ARGS, git_ckpt_lines, hf_env, needs_transformers, python,  # noqa: F401
                      steps, summaries, train)
 
 
@@ -116,11 +115,7 @@ def test_keep_while_another_command_holds_the_lock(hf_env, repo):
 @needs_transformers
 @pytest.mark.slow
 def test_keep_under_torchrun_prunes_once_on_rank_0(hf_env, repo):
-    with socket.socket() as s:  # a free port for the rendezvous
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-                f'--master_port={port}', EXAMPLE, '--keep', '2', '--save-steps', '2'], cwd=repo, timeout=300)
+    proc = torchrun('--keep', '2', '--save-steps', '2', cwd=repo)
     rank0, rank1 = summaries(proc)
     assert rank0['global_step'] == rank1['global_step'] == 8
     assert steps(scratch_path(repo) / 'out') == [6, 8]
