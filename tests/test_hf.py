@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 import sys
 import textwrap
@@ -53,8 +54,10 @@ def train(cwd, *args, before_import=False, env=None, check=True):
 
 
 def summaries(proc):
-    return sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"')),
-                  key=lambda s: s['rank'])
+    """train_tiny.py's JSON summary of every rank.  Found by their shape, not by
+    line: two ranks share one stdout and may interleave on a line."""
+    found = re.findall(r'\{"scratch": .*?"rank": \d+\}', proc.stdout)
+    return sorted((json.loads(text) for text in found), key=lambda s: s['rank'])
 
 
 def steps(directory: Path) -> list[int]:
