@@ -297,3 +297,17 @@ def shm_dir(request):
     os.chmod(path, 0o700)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- fault suite (issue 8): trial figures summed across xdist workers ----------
+
+def pytest_configure(config):
+    if not hasattr(config, 'workerinput'):  # the controller, before any worker starts
+        from faults import figures
+        figures.start_session()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not hasattr(terminalreporter.config, 'workerinput'):
+        from faults import figures
+        figures.finish_session(terminalreporter)
