@@ -19,7 +19,7 @@ from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
 
 
-def _owner_name(uid: int) -> str:
+def owner_name(uid: int) -> str:
     try:
         import pwd
         return pwd.getpwuid(uid).pw_name
@@ -55,7 +55,7 @@ def check_root(root: Path, *, create_fallback: bool = False) -> Path:
     sticky_shared = st.st_uid == 0 and st.st_mode & stat.S_ISVTX
     if st.st_uid != me and not sticky_shared:
         raise GitCkptError(
-            f'scratch root {root} is owned by {_owner_name(st.st_uid)}, not you',
+            f'scratch root {root} is owned by {owner_name(st.st_uid)}, not you',
             f'use a directory of your own, e.g. {root}/{_user()} (mkdir -m 700)')
     if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
         raise GitCkptError(
@@ -103,6 +103,41 @@ def ensure_private_dir(root: Path, relative: Path | str, *, create: bool = True)
     return current
 
 
+def check_existing_path(root: Path, relative: Path | str) -> None:
+    """Refuse a scratch path someone else has a hand in, before anything is
+    read from or written to it: every existing component below the root must
+    be a real directory of ours, and a manifest in it (the repo manifest in
+    the project dir, the manifest in the worktree dir) a regular file of ours.
+    A manifest that is a link or someone else's would make git-ckpt treat a
+    foreign tree as managed (or write through it).  Missing parts are fine."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return
+        check_owned_dir(current, st)
+        for name in (C.REPO_MANIFEST_NAME, C.MANIFEST_NAME):
+            check_owned_file(current / name)
+
+
+def check_owned_file(path: Path) -> None:
+    """A file git-ckpt keeps (manifest, lock): absent, or a regular file of ours."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise GitCkptError(f'{path} is a symlink where git-ckpt expects its own file',
+                           'remove the link (someone may be redirecting your checkpoints) and run again')
+    if not stat.S_ISREG(st.st_mode):
+        raise GitCkptError(f'{path} is not a regular file', 'move it away and run again')
+    if st.st_uid != os.geteuid():
+        raise GitCkptError(f'{path} is owned by {owner_name(st.st_uid)}, not you',
+                           'someone planted it in your scratch dir; check the dir, remove the file, run again')
+
+
 def ensure_standalone_dir(path: Path) -> Path:
     """Create (or check) a directory named outside any root (GIT_CKPT_DIR).
 
@@ -129,7 +164,7 @@ def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
         raise GitCkptError(f'{path} is not a directory', 'move it away and run again')
     if st.st_uid != os.geteuid():
         raise GitCkptError(
-            f'{path} is owned by {_owner_name(st.st_uid)}, not you',
+            f'{path} is owned by {owner_name(st.st_uid)}, not you',
             'someone pre-created your scratch path; remove it or choose another root')
 
 

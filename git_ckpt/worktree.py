@@ -21,7 +21,7 @@ from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
 from git_ckpt.scratch import (
-    check_root, ensure_private_dir, ensure_standalone_dir, now_iso, read_json, write_json_atomic,
+    check_existing_path, check_root, ensure_private_dir, ensure_standalone_dir, now_iso, read_json, write_json_atomic,
     write_text_atomic,
 )
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
@@ -258,7 +258,11 @@ def locate(
         root_real = check_root(root.path, create_fallback=is_fallback and create_root)
     identity = repo_identity(worktree.common_dir)
     project_dir = root_real / project_dir_name(identity, settings, project_name)
-    return Location(root, root_real, project_dir, project_dir / worktree_leaf(worktree), worktree)
+    scratch_dir = project_dir / worktree_leaf(worktree)
+    # Every command goes through here: a path someone else pre-created, or a
+    # link planted for a dir or manifest, is refused before any read or write.
+    check_existing_path(root_real, scratch_dir.relative_to(root_real))
+    return Location(root, root_real, project_dir, scratch_dir, worktree)
 
 
 def create_scratch_dir(location: Location) -> bool:

@@ -381,3 +381,27 @@ def test_a_lock_left_by_a_killed_process_is_cleared(inited_repo, hermetic):
     os.utime(lock, (0, 0))  # long ago
     assert path_of(copy).parent != original.parent
     assert not lock.exists()
+
+
+# --- issue 8, scenario 5: a path someone else had a hand in ---------------------
+
+def test_locate_refuses_a_project_dir_of_another_user(inited_repo, unprivileged_user):
+    scratch = scratch_path(inited_repo)
+    os.chown(scratch.parent, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    for args in (['path'], ['path', '--no-create'], ['prune', '--keep', '1']):
+        line = assert_error(ckpt(*args, cwd=inited_repo, check=False), scratch.parent.name,
+                            f'owned by {unprivileged_user.pw_name}')
+        assert '; ' in line
+
+
+def test_locate_refuses_a_manifest_that_is_a_symlink(inited_repo, tmp_path):
+    scratch = scratch_path(inited_repo)
+    manifest = scratch / C.MANIFEST_NAME
+    elsewhere = tmp_path / 'their-manifest.json'
+    elsewhere.write_text(manifest.read_text())
+    manifest.unlink()
+    manifest.symlink_to(elsewhere)
+    before = elsewhere.read_bytes()
+    for args in (['path'], ['init'], ['archive']):
+        assert_error(ckpt(*args, cwd=inited_repo, check=False), C.MANIFEST_NAME, 'symlink')
+    assert manifest.is_symlink() and elsewhere.read_bytes() == before
