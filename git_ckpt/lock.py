@@ -13,12 +13,14 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
+from git_ckpt.scratch import check_owned_file
 from git_ckpt.state import state_file
 
 
@@ -56,11 +58,13 @@ def scratch_lock(scratch_dir: Path, command: str, *, wait: bool = False,
     """
     path = lock_path(scratch_dir)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
+        check_owned_file(path)  # a planted symlink (ELOOP) or a fifo: say so
         raise GitCkptError(f'cannot open lock file {path}: {exc.strerror}',
                            'check the permissions of the scratch root')
     try:
+        _check_opened(fd, path)
         _acquire(fd, path, scratch_dir, wait, timeout)
         info = {'pid': os.getpid(), 'command': command, 'host': socket.gethostname(),
                 'started': datetime.datetime.now().astimezone().replace(microsecond=0).isoformat()}
@@ -73,6 +77,15 @@ def scratch_lock(scratch_dir: Path, command: str, *, wait: bool = False,
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _check_opened(fd: int, path: Path) -> None:
+    """The lock file must be a regular file of ours: root opens anyone's file,
+    and the holder's details are written into it."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        check_owned_file(path)
+        raise GitCkptError(f'lock file {path} is not a regular file of yours', 'remove it and run again')
 
 
 def _acquire(fd: int, path: Path, scratch_dir: Path, wait: bool, timeout: float | None) -> None:

@@ -124,3 +124,26 @@ def test_unmanaged_dir_cannot_be_locked(tmp_path):
     with pytest.raises(GitCkptError, match='not a scratch dir managed by git-ckpt'):
         with scratch_lock(tmp_path, 'prune'):
             pass
+
+
+# --- issue 8, scenario 5: a lock file planted by someone else -------------------
+
+def test_a_symlink_planted_for_the_lock_file_is_refused(wt_scratch, tmp_path):
+    path = lock_path(wt_scratch)
+    target = tmp_path / 'victim'
+    target.write_text('untouched\n')
+    path.symlink_to(target)
+    with pytest.raises(GitCkptError, match='is a symlink where git-ckpt expects its own file'):
+        with scratch_lock(wt_scratch, 'prune'):
+            pass
+    assert target.read_text() == 'untouched\n'
+
+
+def test_a_lock_file_owned_by_another_user_is_not_written(wt_scratch, unprivileged_user):
+    path = lock_path(wt_scratch)
+    path.write_text('theirs\n')
+    os.chown(path, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    with pytest.raises(GitCkptError, match=f'owned by {unprivileged_user.pw_name}, not you'):
+        with scratch_lock(wt_scratch, 'prune'):
+            pass
+    assert path.read_text() == 'theirs\n'
