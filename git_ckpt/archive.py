@@ -18,7 +18,7 @@ from git_ckpt import constants as C
 from git_ckpt import transfer
 from git_ckpt.errors import GitCkptError
 from git_ckpt.safe_delete import DIR_FLAGS, open_managed_dir, remove_tree, rmtree_at
-from git_ckpt.scratch import ensure_private_dir
+from git_ckpt.scratch import ensure_private_dir, ensure_standalone_dir
 from git_ckpt.settings import Settings
 
 TAR_SUFFIX = '.tar.zst'
@@ -32,8 +32,14 @@ def archive_root(cli_to: str | None, settings: Settings, root_real: Path, *, cre
         path = Path(os.path.abspath(os.path.expanduser(where)))
         flag = '--to' if cli_to else f'git config {C.CONFIG_ARCHIVE_DIR}'
         if create:
+            # Like GIT_CKPT_DIR: the parents are the user's choice; what we
+            # create is 0700, and the dir itself must be a real dir of ours
+            # (not a link, not someone else's pre-created dir to read from).
             try:
-                os.makedirs(path, C.DIR_MODE, exist_ok=True)
+                ensure_standalone_dir(path)
+            except GitCkptError as exc:
+                raise GitCkptError(f'archive dir {path} ({flag}): {exc.problem}',
+                                   'choose a destination of your own with --to DIR') from None
             except OSError as exc:
                 raise GitCkptError(f'cannot create archive dir {path} ({flag}): {exc.strerror}',
                                    'choose a writable destination with --to DIR')

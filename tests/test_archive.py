@@ -386,3 +386,25 @@ def test_archive_waits_for_no_one_it_names_the_lock_holder(exp1, shm_dest):
         holder.kill()
         holder.wait()
     ckpt('archive', '--to', shm_dest, cwd=wt)
+
+
+# --- issue 8, scenario 5: an archive dir someone else owns, parents made 0700 -----
+
+def test_archive_dir_of_another_user_is_refused(inited_repo, unprivileged_user, tmp_path):
+    from conftest import assert_error
+    theirs = tmp_path / 'their-archives'
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    git('config', 'ckpt.archiveDir', os.fspath(theirs), cwd=inited_repo)
+    (scratch_path(inited_repo) / 'run1').mkdir()
+    assert_error(ckpt('archive', cwd=inited_repo, check=False), os.fspath(theirs),
+                 f'owned by {unprivileged_user.pw_name}')
+    assert list(theirs.iterdir()) == []
+
+
+def test_archive_to_creates_missing_parents_0700(inited_repo, tmp_path):
+    (scratch_path(inited_repo) / 'run1').mkdir()
+    dest = tmp_path / 'a' / 'b' / 'archives'
+    run(['sh', '-c', 'umask 000 && exec "$@"', 'sh', 'git', 'ckpt', 'archive', '--to', dest], cwd=inited_repo)
+    for path in (tmp_path / 'a', tmp_path / 'a' / 'b', dest):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o700), path
