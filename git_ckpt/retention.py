@@ -171,6 +171,12 @@ def _delete_one(base_fd: int, plan: PrunePlan, ckpt: Checkpoint) -> str | None:
         st = lstat_at(parent_fd, name)
         if not is_real_dir(st):
             return 'not deleted: it is no longer a directory (a symlink or gone)'
+        if st.st_uid != os.geteuid():
+            # Root could delete it, but it is someone else's (planted in a
+            # window when the dir was writable): not ours to judge or delete.
+            from git_ckpt.scratch import owner_name
+            return (f'not deleted: it is owned by {owner_name(st.st_uid)}, not you; '
+                    'someone put it in your scratch dir: check it and remove it yourself')
         if ckpt.inode and st.st_ino != ckpt.inode:
             return 'not deleted: it was replaced since it was scanned'
         if time.time() - st.st_mtime < plan.grace_seconds:

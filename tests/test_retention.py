@@ -275,3 +275,17 @@ def test_unreadable_checkpoint_is_skipped(as_unprivileged):
     assert proc.stdout.splitlines()[0] == "['checkpoint-2']"
     assert 'checkpoint-1: skipped' in proc.stdout
     assert names(run_dir) == ['checkpoint-1', 'checkpoint-3']
+
+
+# --- issue 8, scenario 5: a checkpoint planted by someone else -------------------
+
+def test_prune_leaves_a_checkpoint_of_another_user_alone(inited_repo, unprivileged_user):
+    scratch = scratch_path(inited_repo)
+    theirs = make_checkpoint(scratch / 'run1', 'checkpoint-1')
+    make_checkpoint(scratch / 'run1', 'checkpoint-2')
+    for path in (theirs, *theirs.iterdir()):
+        os.chown(path, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    proc = ckpt('prune', '--keep', '1', '--grace', '0', cwd=inited_repo, check=False)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert f'owned by {unprivileged_user.pw_name}, not you' in proc.stderr
+    assert sorted(p.name for p in theirs.iterdir()) == ['model.safetensors', 'trainer_state.json']
