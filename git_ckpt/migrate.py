@@ -21,7 +21,7 @@ from git_ckpt import constants as C
 from git_ckpt import git, links, transfer, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.inventory import dir_size
-from git_ckpt.scratch import ensure_private_dir
+from git_ckpt.scratch import check_owned_dir, ensure_private_dir
 from git_ckpt.settings import Settings
 
 MOVE, FINISH, LINK, DONE = 'move', 'finish', 'link', 'done'
@@ -65,6 +65,11 @@ def _is_our_copy(src: Path, dest: Path) -> bool:
 
 def plan_move(label: str, src: Path, dest: Path) -> Plan:
     """What moving the real directory `src` to `dest` takes now (see module doc)."""
+    partial = dest.with_name(dest.name + C.PARTIAL_SUFFIX)
+    for ours in (dest, partial):
+        if os.path.lexists(ours):
+            # Linked to, read from (an interrupted copy) or replaced: only our own.
+            check_owned_dir(ours)
     if not os.path.lexists(src):
         if dest.is_dir() and not dest.is_symlink():
             return Plan(label, src, dest, LINK, '', 0)
@@ -77,7 +82,6 @@ def plan_move(label: str, src: Path, dest: Path) -> Plan:
         if not (dest.is_dir() and not dest.is_symlink() and not any(os.scandir(dest))):
             raise GitCkptError(f'{dest} already exists in scratch and holds other data',
                                f'move it away (or merge it into {src} by hand), then rerun')
-    partial = dest.with_name(dest.name + C.PARTIAL_SUFFIX)
     method = 'rename' if _same_fs(src, dest.parent) and not partial.exists() else 'copy'
     return Plan(label, src, dest, MOVE, method, dir_size(src), resuming=partial.exists())
 

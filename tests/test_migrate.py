@@ -283,3 +283,20 @@ def test_hf_cache_already_off_home_is_left_alone(hermetic, shm_dir, shm_root, mo
     assert 'already off the home filesystem' in proc.stdout
     assert f'export HF_HOME={on_scratch}' in proc.stdout.splitlines()
     assert not on_scratch.is_symlink() and checksums(on_scratch) == original
+
+
+# --- issue 8, scenario 5: a destination pre-created by someone else ---------------
+
+def test_migrate_refuses_a_destination_dir_of_another_user(hermetic, unprivileged_user):
+    from conftest import assert_error, make_repo
+    repo = make_repo(hermetic.tmp / 'projects' / 'proj')
+    ckpt('init', cwd=repo)
+    (repo / 'outputs').mkdir()
+    (repo / 'outputs' / 'w.bin').write_bytes(b'w' * 100)
+    theirs = scratch_path(repo) / 'outputs'
+    theirs.mkdir()  # empty: the kind of target an earlier `link` leaves, and migrate would replace
+    os.chown(theirs, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    assert_error(ckpt('migrate', 'outputs', cwd=repo, check=False), os.fspath(theirs),
+                 f'owned by {unprivileged_user.pw_name}')
+    assert theirs.is_dir() and theirs.stat().st_uid == unprivileged_user.pw_uid
+    assert (repo / 'outputs' / 'w.bin').is_file() and not (repo / 'outputs').is_symlink()
