@@ -95,8 +95,11 @@ def _common_git_dir(top: Path) -> Path | None:
 
 
 def _make_env_dir(path: Path) -> None:
+    from git_ckpt.scratch import ensure_standalone_dir
     try:
-        os.makedirs(path, mode=C.DIR_MODE, exist_ok=True)
+        # The same checks as `git ckpt path` with GIT_CKPT_DIR: not a link,
+        # not someone else's pre-created dir; what is created is 0700.
+        ensure_standalone_dir(path)
     except OSError as exc:
         raise GitCkptError(f'cannot create {C.ENV_DIR}={path}: {exc.strerror}',
                            f'point {C.ENV_DIR} at a writable directory or unset it')

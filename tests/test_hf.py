@@ -396,3 +396,23 @@ def test_unsupported_transformers_version_warns_and_does_not_patch(hf_env, repo,
     assert 'NOT redirected' in warning[0]
     if not setup_first:  # known at setup() time; otherwise the warning comes at import
         assert not any('checkpoints go to' in line for line in git_ckpt_lines(proc.stderr))
+
+
+# --- issue 8, scenario 5: GIT_CKPT_DIR someone else planted ---------------------
+
+def test_setup_refuses_a_git_ckpt_dir_that_is_a_symlink(hf_env, repo, tmp_path, monkeypatch):
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    link = tmp_path / 'job-dir'
+    link.symlink_to(theirs)
+    monkeypatch.setenv('GIT_CKPT_DIR', os.fspath(link))
+    proc = python('''
+        import sys, git_ckpt
+        try:
+            git_ckpt.setup()
+        except git_ckpt.GitCkptError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(1)
+    ''', cwd=repo, check=False)
+    assert proc.returncode == 1 and 'is a symlink' in proc.stderr, proc.stderr
+    assert list(theirs.iterdir()) == []
