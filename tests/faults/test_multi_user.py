@@ -90,9 +90,10 @@ def move_aside(path: Path, sandbox: Path) -> None:
         os.rename(path, Path(tempfile.mkdtemp(dir=sandbox)) / path.name)
 
 
-def plant_dir(path: Path) -> Path:
-    """The attacker's dir at `path`, with a file in it (as if it waited for our checkpoints)."""
-    attacker(f'mkdir -m 777 {q(path)} && echo planted > {q(path)}/planted.txt')
+def plant_dir(path: Path, *, empty: bool = False) -> Path:
+    """The attacker's dir at `path`, with a file in it (as if it waited for
+    our checkpoints), or empty (as if it were the empty target `link` leaves)."""
+    attacker(f'mkdir -m 777 {q(path)}' + ('' if empty else f' && echo planted > {q(path)}/planted.txt'))
     return path
 
 
@@ -198,7 +199,7 @@ class Victim:
 
     # The dir the command writes new data into (the "checkpoint dir" attack).
     def write_target(self) -> Path:
-        return {'setup': self.scratch / 'run1', 'restore': self.scratch / 'run0',
+        return {'setup': self.scratch / 'run9', 'restore': self.scratch / 'run0',
                 'migrate': self.scratch / 'outputs', 'link': self.scratch / 'logs',
                 'prune': self.scratch / 'run1' / 'checkpoint-0'}[self.command]
 
@@ -211,7 +212,7 @@ class Victim:
             hook = self.repo / '.git' / 'hooks' / 'post-checkout'
             return run([*UMASK0, hook, '0' * 40, sha, '1'], cwd=self.new_wt, check=False)
         if self.command == 'setup':
-            extra = ['run1'] if self.command == 'setup' else []
+            extra = ['run9']
             return run([*UMASK0, sys.executable, '-c', SETUP_SCRIPT, *extra], cwd=self.cwd, check=False)
         return run([*UMASK0, 'git', 'ckpt', self.command, *self.args], cwd=self.cwd, check=False)
 
@@ -271,7 +272,7 @@ def attack_precreated_worktree(v: Victim, monkeypatch):
 def attack_precreated_checkpoint(v: Victim, monkeypatch):
     target = v.write_target()
     with loose(target.parent, v.root):
-        plant_dir(target)
+        plant_dir(target, empty=v.command == 'migrate')
         if v.command == 'prune':  # a complete, old checkpoint: prune would delete it
             attacker(f'echo {{}} > {q(target)}/trainer_state.json && touch -d "2 hours ago" {q(target)} '
                      f'{q(target)}/planted.txt {q(target)}/trainer_state.json')
