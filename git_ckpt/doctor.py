@@ -357,8 +357,8 @@ def run_checks(cwd: Path | None = None, home: Path | None = None) -> list[Check]
     home = Path(os.path.expanduser('~')) if home is None else home
     try:
         wt = worktree.current_worktree(cwd)
-    except GitCkptError:
-        wt = None
+    except GitCkptError as exc:
+        wt, not_here = None, exc.problem  # e.g. "... is a bare repository (no worktree ...)"
     settings = load_settings(wt.top if wt else cwd)
     checks, root = check_root(settings)
     location = None
@@ -368,7 +368,7 @@ def run_checks(cwd: Path | None = None, home: Path | None = None) -> list[Check]
         checks += _guarded('space', check_space, 'root', root)
     checks += _guarded('space', check_space, 'home', home)
     if wt is None:
-        checks.append(Check('repository', SKIP, 'not inside a git worktree: repository checks skipped',
+        checks.append(Check('repository', SKIP, f'{not_here}: repository checks skipped',
                             'run git ckpt doctor inside a worktree'))
     else:
         for name in C.HOOK_NAMES:
@@ -379,9 +379,13 @@ def run_checks(cwd: Path | None = None, home: Path | None = None) -> list[Check]
                 checks += _guarded('hook.installed', check_hook, wt, name)
         checks += _guarded('ignore.block', check_ignore, wt)
         if root is not None:
-            location = worktree.locate(wt, settings=settings)
-            checks += _guarded('worktrees.distinct', check_distinct, wt, location.project_dir)
-            checks += _guarded('link', check_links, location, settings)
+            try:
+                location = worktree.locate(wt, settings=settings)
+            except GitCkptError as exc:  # e.g. a scratch path someone else pre-created: a finding
+                checks.append(Check('scratch.path', FAIL, exc.problem, exc.fix))
+            else:
+                checks += _guarded('worktrees.distinct', check_distinct, wt, location.project_dir)
+                checks += _guarded('link', check_links, location, settings)
     if root is not None:
         checks += _guarded('orphans', check_orphans, root)
     checks += _guarded('transformers', check_transformers)

@@ -358,3 +358,23 @@ def test_a_terminal_without_unicode_gets_words(healthy):
     lines = proc.stdout.splitlines()
     assert any(line.startswith('FAIL no git-ckpt block') for line in lines), lines
     assert any(line.startswith('OK ') for line in lines)
+
+
+# --- issue 8: bad repositories and paths someone else had a hand in -------------
+
+def test_doctor_in_a_bare_repository_says_so(hermetic, repo):
+    bare = hermetic.tmp / 'proj.git'
+    git('clone', '-q', '--bare', repo, bare)
+    code, lines, report = doctor(bare)
+    assert code == 0
+    skipped = [c for c in report['checks'] if c['status'] == 'skip' and 'bare repository' in c['message']]
+    assert len(skipped) == 1, report
+
+
+def test_doctor_reports_a_pre_created_project_dir_as_a_problem(inited_repo, unprivileged_user):
+    scratch = scratch_path(inited_repo)
+    os.chown(scratch.parent, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    code, lines, report = doctor(inited_repo)
+    assert code == 1
+    failed = [c for c in report['checks'] if c['status'] == 'fail' and 'owned by' in c['message']]
+    assert failed and scratch.parent.name in failed[0]['message'], report
