@@ -182,12 +182,29 @@ def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEnt
         branch = fields.get('branch')
         if branch and branch.startswith('refs/heads/'):
             branch = branch[len('refs/heads/'):]
+        path = Path(fields['worktree'])
+        if not entries and 'bare' not in fields:
+            path = main_worktree_top(path) or path
         entries.append(WorktreeEntry(
-            path=Path(fields['worktree']), head=fields.get('HEAD'), branch=branch,
+            path=path, head=fields.get('HEAD'), branch=branch,
             bare='bare' in fields, detached='detached' in fields,
             locked='locked' in fields, prunable='prunable' in fields,
         ))
     return entries
+
+
+def main_worktree_top(path: Path) -> Path | None:
+    """The main worktree of the repository whose common git dir is `path`
+    (`path` itself when it already is a worktree).  git lists a submodule's
+    main worktree as its git dir (<super>/.git/modules/NAME), whose worktree
+    is elsewhere (core.worktree); None for a bare repository."""
+    if path.name == '.git' or os.path.lexists(path / '.git'):
+        return path.parent if path.name == '.git' else path
+    if not (os.path.isfile(path / 'HEAD') and os.path.isdir(path / 'objects')):
+        return path  # not a git dir: taken as it is
+    proc = run_git('rev-parse', '--show-toplevel', cwd=path, check=False, env=clean_env())
+    top = proc.stdout.strip() if proc.returncode == 0 else ''
+    return Path(top) if top else None
 
 
 def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:

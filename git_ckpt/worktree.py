@@ -355,7 +355,9 @@ def worktree_path_of(admin_dir: Path, common_dir: Path) -> Path | None:
     """The current path of the worktree an admin dir belongs to (follows
     `git worktree move`), or None when git no longer knows it."""
     if admin_dir == common_dir:
-        return common_dir.parent if common_dir.name == '.git' else None
+        if common_dir.name == '.git':
+            return common_dir.parent
+        return git.main_worktree_top(common_dir)  # a submodule (core.worktree) or None (bare)
     try:
         gitfile = (admin_dir / 'gitdir').read_text(encoding='utf-8').strip()
     except OSError:

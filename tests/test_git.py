@@ -106,3 +106,15 @@ def test_repo_paths_with_a_newline_in_the_path(hermetic):
     assert G.repo_paths(repo) == G.RepoPaths(repo, repo / '.git', repo / '.git', False)
     linked = G.repo_paths(exp)
     assert linked.top == exp and linked.common_dir == repo / '.git'
+
+
+# --- issue 8, scenario 6: a submodule's main worktree ---------------------------
+
+def test_worktree_list_in_a_submodule_names_its_checkout_not_its_git_dir(hermetic):
+    from conftest import make_repo
+    from git_ckpt.git import worktree_list
+    sub_src = make_repo(hermetic.tmp / 'sub-src')
+    sup = make_repo(hermetic.tmp / 'super')
+    git('submodule', 'add', '-q', sub_src, 'sub', cwd=sup)
+    entries = worktree_list(sup / 'sub')
+    assert entries[0].path == sup / 'sub'

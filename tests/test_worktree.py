@@ -405,3 +405,13 @@ def test_locate_refuses_a_manifest_that_is_a_symlink(inited_repo, tmp_path):
     for args in (['path'], ['init'], ['archive']):
         assert_error(ckpt(*args, cwd=inited_repo, check=False), C.MANIFEST_NAME, 'symlink')
     assert manifest.is_symlink() and elsewhere.read_bytes() == before
+
+
+def test_status_in_a_submodule_shows_its_checkout(hermetic):
+    import json as _json
+    sub_src = make_repo(hermetic.tmp / 'sub-src')
+    sup = make_repo(hermetic.tmp / 'super')
+    git('submodule', 'add', '-q', sub_src, 'sub', cwd=sup)
+    ckpt('init', cwd=sup / 'sub')
+    rows = _json.loads(ckpt('status', '--json', cwd=sup / 'sub').stdout)['rows']
+    assert [(r['worktree'], r['state']) for r in rows] == [(os.fspath(sup / 'sub'), 'ok')]
