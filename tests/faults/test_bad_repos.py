@@ -196,6 +196,12 @@ def check(command: str, r: Repo, proc) -> None:
         report = json.loads(proc.stdout)
         dirs = {os.path.realpath(w['scratch_dir']) for w in report['rows'] if w.get('scratch_dir')}
         assert os.path.realpath(scratch) in dirs, (scratch, dirs)
+        (mine,) = [w for w in report['rows'] if w.get('scratch_dir') and
+                   os.path.realpath(w['scratch_dir']) == os.path.realpath(scratch)]
+        assert mine['worktree'] and os.path.realpath(mine['worktree']) == os.path.realpath(r.x), mine
+        assert mine['state'] == 'ok', mine
+        # every row is a worktree or a removed one: none is nameless
+        assert all(w['worktree'] or w['removed_worktree'] for w in report['rows']), report['rows']
         assert all(Path(d).parent == Path(os.path.realpath(scratch.parent)) for d in dirs), dirs
     elif command == 'prune':
         assert sorted(p.name for p in (scratch / 'run1').iterdir()) == ['checkpoint-3']
