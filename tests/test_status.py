@@ -187,3 +187,17 @@ def test_rich_table_on_a_tty_respects_no_color(inited_repo):
     plain = _status_on_a_tty(inited_repo, {**env, 'NO_COLOR': '1'})
     assert '█' in plain and 'ok' in plain
     assert '\x1b[32m' not in plain and '\x1b[38;5;2m' not in plain
+
+
+# --- issue 8, scenario 6: a worktree dir deleted by hand, not yet pruned ---------
+
+def test_status_says_when_a_worktree_dir_is_gone(inited_repo):
+    import json as _json
+    import shutil as _shutil
+    from conftest import add_worktree
+    wt = add_worktree(inited_repo, inited_repo.parent / 'wt-del')
+    _shutil.rmtree(wt)
+    proc = ckpt('status', '--json', cwd=inited_repo)
+    (row,) = [r for r in _json.loads(proc.stdout)['rows'] if r['worktree'] == os.fspath(wt)]
+    assert any('is gone' in p and 'git worktree prune' in p for p in row['problems']), row
+    assert 'is gone' in proc.stderr and proc.stderr.count('\n') == 1

@@ -64,6 +64,10 @@ def rows_for_repo(project_dir: Path, common_dir: Path | None, now: float) -> lis
             continue
         used.add(entry.scratch_dir)
         rows.append(_row(project_dir.name, wt.path, None, wt.branch, entry.scratch_dir, now))
+        if wt.prunable or not wt.path.is_dir():
+            # Deleted by hand: git still has it, so its scratch dir is no orphan yet.
+            rows[-1].problems.append(f'the worktree dir {wt.path} is gone; to free {entry.scratch_dir}: '
+                                     'git worktree prune, then git ckpt gc')
     for entry in entries:
         if entry.scratch_dir in used:
             continue

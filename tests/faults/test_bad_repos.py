@@ -200,6 +200,9 @@ def check(command: str, r: Repo, proc) -> None:
                    os.path.realpath(w['scratch_dir']) == os.path.realpath(scratch)]
         assert mine['worktree'] and os.path.realpath(mine['worktree']) == os.path.realpath(r.x), mine
         assert mine['state'] == 'ok', mine
+        if r.kind == 'deleted-worktree':  # says so, with the fix
+            (gone,) = [w for w in report['rows'] if w['worktree'] == os.fspath(r.deleted)]
+            assert any('is gone' in p for p in gone['problems']), gone
         # every row is a worktree or a removed one: none is nameless
         assert all(w['worktree'] or w['removed_worktree'] for w in report['rows']), report['rows']
         assert all(Path(d).parent == Path(os.path.realpath(scratch.parent)) for d in dirs), dirs
