@@ -24,7 +24,8 @@ from conftest import add_worktree, assert_error, ckpt, git, make_checkpoint, mak
 from faults.figures import record_trial
 
 COMMANDS = ('init', 'path', 'status', 'prune', 'archive', 'restore', 'remove', 'gc', 'migrate', 'link',
-            'doctor', 'uninstall', 'hook')
+            'doctor', 'uninstall', 'hook', 'commit-guard')
+HOOKS = ('hook', 'commit-guard')
 KINDS = ('bare', 'bare-worktree', 'deleted-worktree', 'detached', 'hookspath', 'sha256', 'submodule',
          'submodule-worktree')
 SCENARIO = {
@@ -36,7 +37,7 @@ SCENARIO = {
 # What must be refused, and a word the one line must have.
 # (doctor is a diagnosis: in a bare repository it runs the checks that need no
 # worktree and says why it skipped the others.)
-REFUSED = {('bare', c): 'bare repository' for c in COMMANDS if c not in ('hook', 'doctor')}
+REFUSED = {('bare', c): 'bare repository' for c in COMMANDS if c not in HOOKS + ('doctor',)}
 REFUSED[('deleted-worktree', 'remove')] = 'is gone'
 
 
@@ -250,19 +251,36 @@ def fire_hook(r: Repo):
     return proc
 
 
+def fire_guard(r: Repo):
+    """The pre-commit hook: a checkpoint staged with add -f is blocked (named,
+    with the fix), a plain file then commits."""
+    ckpt_dir = r.x / 'out' / 'checkpoint-1'
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / 'model.safetensors').write_bytes(b'w' * 100)
+    git('add', '-f', 'out', cwd=r.x)
+    blocked = git('commit', '-q', '-m', 'weights', cwd=r.x, check=False)
+    assert blocked.returncode == 1, blocked.stderr
+    assert 'commit blocked' in blocked.stderr and 'out/checkpoint-1/' in blocked.stderr, blocked.stderr
+    assert 'git rm -r --cached' in blocked.stderr and 'Traceback' not in blocked.stderr
+    git('rm', '-r', '-q', '--cached', 'out', cwd=r.x)
+    (r.x / 'notes.txt').write_text('fine\n')
+    git('add', 'notes.txt', cwd=r.x)
+    return git('commit', '-q', '-m', 'notes', cwd=r.x, check=False)
+
+
 @pytest.mark.parametrize('command', COMMANDS)
 @pytest.mark.parametrize('kind', KINDS)
 def test_command_works_or_says_why(kind, command, hermetic):
-    if kind == 'bare' and command == 'hook':
+    if kind == 'bare' and command in HOOKS:
         pytest.skip('a bare repository cannot be set up (init is refused), so no hook is installed')
     r = Repo(kind, hermetic, init=command != 'init')
     argv = prepare(command, r)
     projects_before = project_dirs(r.root)
     others_before = {p: tree(p) for p in r.other_projects}
-    if command == 'hook':
+    if command in HOOKS:
         proc = None
         try:
-            proc = fire_hook(r)
+            proc = (fire_hook if command == 'hook' else fire_guard)(r)
             failure = None if proc.returncode == 0 else proc.stderr
         except AssertionError as exc:
             failure = str(exc)
