@@ -23,7 +23,7 @@ from git_ckpt.checksums import BUF_SIZE, MANIFEST, Problem, fsync_dir
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
-from git_ckpt.scratch import now_iso
+from git_ckpt.scratch import check_owned_file, now_iso
 from git_ckpt.transfer import JOURNAL, Result, scan
 
 LEVEL = 3
@@ -67,6 +67,7 @@ def pack(src: Path, dest: Path, *, meta: dict, progress: bool | None = None) -> 
     entries, _special = scan(src)
     partial = dest.with_name(dest.name + C.PARTIAL_SUFFIX)
     if os.path.lexists(partial):
+        check_owned_file(partial)  # deleted to restart: only a file of ours
         if partial_source(partial) is None:
             raise GitCkptError(f'{partial} exists and is not an archive git-ckpt started', 'move it away and rerun')
         os.unlink(partial)  # a killed run of ours: restart cleanly

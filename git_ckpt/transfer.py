@@ -30,7 +30,7 @@ from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_fi
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
-from git_ckpt.scratch import now_iso
+from git_ckpt.scratch import check_owned_dir, now_iso
 
 JOURNAL = C.TRANSFER_JOURNAL_NAME
 PARTIAL = C.PARTIAL_SUFFIX
@@ -212,6 +212,10 @@ def partial_source(partial: Path) -> str | None:
 def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
           delete_source: bool, progress: bool | None, meta: dict | None) -> Result:
     partial = _partial(dest)
+    if os.path.lexists(partial):
+        # Resumed into, or deleted to restart: only a real dir of ours (a
+        # forged journal in someone else's dir would have us copy into it).
+        check_owned_dir(partial)
     src_real = Path(os.path.realpath(src))
     done = _read_journal(partial, src_real) if partial.exists() else None
     if partial.exists() and done is None:

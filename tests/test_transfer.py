@@ -262,3 +262,23 @@ def test_both_copy_paths_give_the_same_verified_copy(shm_dir, tmp_path, monkeypa
     assert manifest['files']['run1/checkpoint-1/model.safetensors']['sha256'] == \
         hashlib.sha256(payload).hexdigest()
     assert transfer.verify(dest) == []
+
+
+# --- issue 8, scenario 5: a .partial planted by another user ----------------------
+
+def test_a_partial_of_another_user_is_never_resumed_into(shm_dir, tmp_path, unprivileged_user):
+    src = tmp_path / 'src'
+    src.mkdir()
+    (src / 'model.bin').write_bytes(b'w' * 1000)
+    dest = shm_dir / 'archive'
+    partial = shm_dir / 'archive.partial'
+    partial.mkdir(mode=0o777)
+    # A journal naming our source, as a real interrupted copy of ours would have.
+    (partial / transfer.JOURNAL).write_text(json.dumps({'source': os.path.realpath(src), 'started': 'x'}) + '\n')
+    (partial / 'planted.txt').write_text('theirs\n')
+    for path in (partial, partial / transfer.JOURNAL, partial / 'planted.txt'):
+        os.chown(path, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
+    before = tree_digest(partial)
+    with pytest.raises(GitCkptError, match=f'owned by {unprivileged_user.pw_name}'):
+        transfer.transfer(src, dest)
+    assert tree_digest(partial) == before and not dest.exists()

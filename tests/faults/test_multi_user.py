@@ -293,6 +293,23 @@ def attack_precreated_archive_dir(v: Victim, monkeypatch):
     return area, [os.fspath(area), f'owned by {UNPRIVILEGED_USER}']
 
 
+def attack_precreated_archive_partial(v: Victim, monkeypatch):
+    """An archive across filesystems resumes an interrupted copy from its
+    `.partial`: one planted with a journal naming our scratch dir must not be
+    resumed into (nor deleted to restart)."""
+    import json
+    import time
+    from git_ckpt import constants as C
+    dest_root = v.shm  # ours, 0700, on another filesystem (so a copy, not a rename)
+    v.args = ['--to', os.fspath(dest_root)]
+    partial = dest_root / f'proj-{time.strftime("%Y-%m-%d")}.partial'
+    journal = json.dumps({'source': os.path.realpath(v.scratch), 'started': '2026-01-01T00:00:00+00:00'})
+    with loose(dest_root, dest_root.parent):
+        attacker(f'mkdir -m 777 {q(partial)} && printf "%s\\n" {q(journal)} > {q(partial / C.TRANSFER_JOURNAL_NAME)}'
+                 f' && echo planted > {q(partial)}/planted.txt')
+    return partial, [partial.name, f'owned by {UNPRIVILEGED_USER}']
+
+
 def _evil_dir(v: Victim) -> Path:
     evil = v.sandbox / 'att' / 'evil'
     if not evil.exists():
@@ -360,6 +377,8 @@ ATTACKS = {
                                 ARCHIVING),
     'precreated-archive-dir': ('5. another user: pre-created scratch path', attack_precreated_archive_dir,
                                ARCHIVING),
+    'precreated-archive-partial': ('5. another user: pre-created scratch path', attack_precreated_archive_partial,
+                                   ('archive',)),
     'world-writable-root': ('5. world-writable root without sticky bit', attack_world_writable_root, COMMANDS),
     'symlink-project': ('5. symlink planted for a dir', attack_symlink_project, COMMANDS),
     'symlink-worktree': ('5. symlink planted for a dir', attack_symlink_worktree, COMMANDS),
@@ -377,9 +396,10 @@ CASES = [pytest.param(attack, command, id=f'{attack}-{command}')
 
 
 @pytest.mark.parametrize(('attack', 'command'), CASES)
-def test_attack_is_refused_and_nothing_is_written(attack, command, hermetic, sandbox, monkeypatch):
+def test_attack_is_refused_and_nothing_is_written(attack, command, hermetic, sandbox, monkeypatch, shm_dir):
     scenario, make_attack, _ = ATTACKS[attack]
     victim = Victim(hermetic, sandbox, monkeypatch, command)
+    victim.shm = shm_dir
     where, needles = make_attack(victim, monkeypatch)
     before = snapshot(where)
     proc = victim.run()
