@@ -12,7 +12,6 @@ not the superproject's).
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import shutil
@@ -143,8 +142,8 @@ def _checkpoints(r: Repo) -> Path:
 
 def prepare(command: str, r: Repo) -> list:
     if r.kind == 'bare':
-        return {'doctor': ['doctor', '--json'], 'remove': ['remove', 'wt'], 'restore': ['restore', 'x'], 'migrate': ['migrate', 'outputs'],
-                'link': ['link', 'logs'], 'prune': ['prune', '--keep', '1'],
+        return {'doctor': ['doctor', '--json'], 'remove': ['remove', 'wt'], 'restore': ['restore', 'x'],
+                'migrate': ['migrate', 'outputs'], 'link': ['link', 'logs'], 'prune': ['prune', '--keep', '1'],
                 'archive': ['archive'], 'gc': ['gc', '--delete', '--yes']}.get(command, [command])
     if command in ('prune', 'archive', 'restore'):
         _checkpoints(r)
