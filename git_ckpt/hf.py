@@ -88,8 +88,13 @@ def _common_git_dir(top: Path) -> Path | None:
         text = dotgit.read_text(encoding='utf-8').strip()
         if not text.startswith('gitdir:'):
             return None
-        admin = top / text[len('gitdir:'):].strip()
+        admin = Path(os.path.normpath(top / text[len('gitdir:'):].strip()))
+    except OSError:
+        return None
+    try:
         return Path(os.path.normpath(admin / (admin / 'commondir').read_text(encoding='utf-8').strip()))
+    except FileNotFoundError:  # a submodule (.git/modules/NAME) or --separate-git-dir: its own common dir
+        return admin if (admin / 'HEAD').is_file() else None
     except OSError:
         return None
 

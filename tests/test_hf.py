@@ -416,3 +416,15 @@ def test_setup_refuses_a_git_ckpt_dir_that_is_a_symlink(hf_env, repo, tmp_path, 
     ''', cwd=repo, check=False)
     assert proc.returncode == 1 and 'is a symlink' in proc.stderr, proc.stderr
     assert list(theirs.iterdir()) == []
+
+
+def test_common_git_dir_of_a_submodule_is_its_own(hermetic):
+    """setup() in a child (GIT_CKPT_DIR mode) finds the git dir without git:
+    a submodule's .git file points at <super>/.git/modules/NAME, which has no
+    commondir file (it is its own common dir)."""
+    from git_ckpt.hf import _common_git_dir
+    sub_src = make_repo(hermetic.tmp / 'sub-src')
+    sup = make_repo(hermetic.tmp / 'super')
+    git('submodule', 'add', '-q', sub_src, 'sub', cwd=sup)
+    assert _common_git_dir(sup / 'sub') == sup / '.git' / 'modules' / 'sub'
+    assert _common_git_dir(sup) == sup / '.git'
