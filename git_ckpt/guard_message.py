@@ -9,7 +9,7 @@ read it as a pattern, escaped.  Standard library only (hook path).
 from __future__ import annotations
 
 import shlex
-from typing import NamedTuple
+from collections import namedtuple
 
 from git_ckpt import constants as C
 from git_ckpt.output import human_size
@@ -25,13 +25,10 @@ REASONS = {
 }
 
 
-class Group(NamedTuple):
-    key: str            # a dir ending in '/' or a single path
-    kind: str
-    detail: str
-    paths: list[str]
-    size: int
-    ignore: str
+class Group(namedtuple('Group', 'key kind detail paths size ignore')):
+    """key: a dir ending in '/' or a single path; paths: the offending paths
+    in it; size: their staged sizes summed."""
+    __slots__ = ()
 
 
 def group_offences(offences) -> list[Group]:

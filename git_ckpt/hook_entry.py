@@ -13,7 +13,6 @@ import sys
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
-from git_ckpt.settings import quiet
 
 
 def post_checkout(args: list[str]) -> int:
@@ -27,6 +26,7 @@ def post_checkout(args: list[str]) -> int:
         return 0  # a branch switch; the shim normally filters these already
     try:
         from git_ckpt import worktree
+        from git_ckpt.settings import quiet
         wt = worktree.current_worktree()
         if not (wt.common_dir / C.REPO_ID_FILE).is_file():
             # Not a repository `git ckpt init` set up (e.g. a clone under a
