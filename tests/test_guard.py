@@ -470,6 +470,84 @@ def test_guard_fails_closed_when_git_ckpt_is_gone(inited_repo, monkeypatch):
     assert_committed(commit(inited_repo), inited_repo, before)
 
 
+def _set_hook_line(hook: Path, prefix: str, value: str) -> None:
+    text = re.sub(rf"^{prefix}=.*$", f"{prefix}='{value}'", hook.read_text(), flags=re.M)
+    hook.write_text(text)
+
+
+def test_shim_runs_python_without_site_and_never_imports_from_the_repository(inited_repo):
+    """The shim starts `python -S` with git_ckpt's dir from INSTALL_PATH; the
+    repository's own files (the hook's cwd) must not shadow the standard
+    library or git_ckpt: a `re.py`, `bisect.py` or `git_ckpt/` at the top that
+    exits 0 would silently let a checkpoint in."""
+    repo = inited_repo
+    hook = _hooks_dir(repo) / 'pre-commit'
+    assert f"INSTALL_PATH={Path(__file__).resolve().parent.parent}" in hook.read_text().replace("'", '')
+    assert ' -S -c ' in hook.read_text()
+    for rel in ('re.py', 'bisect.py', 'zlib.py', 'git_ckpt/__init__.py', 'git_ckpt/hook_entry.py'):
+        stage(repo, rel, 'raise SystemExit(0)\n')
+    before = head(repo)
+    stage(repo, 'out/checkpoint-3/model.safetensors')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-3/')
+
+
+def test_shim_finds_a_moved_package_through_site(inited_repo):
+    """INSTALL_PATH no longer holds git_ckpt (reinstalled elsewhere): the
+    launcher forgets it and searches as a normal start would (site-packages)."""
+    repo = inited_repo
+    _set_hook_line(_hooks_dir(repo) / 'pre-commit', 'INSTALL_PATH', str(repo.parent / 'gone'))
+    before = head(repo)
+    stage(repo, 'out/checkpoint-4/optimizer.pt')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-4/')
+    git('rm', '-r', '-q', '--cached', 'out', cwd=repo)
+    stage(repo, 'fine.txt')
+    assert_committed(commit(repo), repo, before)
+
+
+def test_shim_falls_back_to_path_when_the_python_lacks_git_ckpt(inited_repo, hermetic, monkeypatch):
+    """An interpreter that cannot import git_ckpt at all (exit 97): git-ckpt on
+    PATH runs the guard; without one the commit is blocked, never passed."""
+    repo = inited_repo
+    bare_venv = hermetic.tmp / 'bare-venv'
+    run([sys.executable, '-m', 'venv', '--without-pip', bare_venv])
+    hook = _hooks_dir(repo) / 'pre-commit'
+    _set_hook_line(hook, 'INSTALL_PYTHON', str(bare_venv / 'bin' / 'python'))
+    _set_hook_line(hook, 'INSTALL_PATH', str(hermetic.tmp / 'gone'))
+    git_dir = os.path.dirname(shutil.which('git'))
+    monkeypatch.setenv('PATH', f'{git_dir}:/usr/bin:/bin')
+    assert shutil.which('git-ckpt') is None
+    before = head(repo)
+    stage(repo, 'a.txt')
+    proc = commit(repo)
+    assert proc.returncode != 0 and head(repo) == before
+    assert 'the commit guard cannot run: git-ckpt is not installed' in proc.stderr
+    monkeypatch.setenv('PATH', f'{BIN_DIR}:{git_dir}:/usr/bin:/bin')
+    stage(repo, 'out/checkpoint-9/model.safetensors')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-9/')
+    git('rm', '-r', '-q', '--cached', 'out', cwd=repo)
+    assert_committed(commit(repo), repo, before)
+
+
+def test_offenders_among_many_files_case_and_unicode(inited_repo):
+    """Offenders anywhere in a long listing (the guard finds candidates with one
+    substring search over all paths), in any case, and behind a non-ASCII
+    character that IGNORECASE folds (KELVIN SIGN, U+212A, matches 'k')."""
+    repo = inited_repo
+    for i in range(300):
+        write(repo / f'src/m{i}.py', f'X = {i}\n')
+    offenders = {'A/Checkpoint-12/x.json': 'A/Checkpoint-12/', 'b/MODEL.SafeTensors': 'b/MODEL.SafeTensors',
+                 'c/chec\u212apoint-5/y': 'c/chec\u212apoint-5/', 'z/global_step7/w': 'z/global_step7/',
+                 'ünïcode/optimizer.pt': 'ünïcode/optimizer.pt', 'zz/last.CKPT': 'zz/last.CKPT'}
+    for rel in offenders:
+        write(repo / rel)
+    git('add', '-f', '-A', cwd=repo)
+    before = head(repo)
+    message = assert_blocked(commit(repo), repo, before, *offenders.values())
+    assert 'src/m' not in message
+    git('rm', '-r', '-q', '--cached', '--', *offenders, cwd=repo)
+    assert_committed(commit(repo), repo, before)
+
+
 # --- init and the pre-commit config ---------------------------------------------------
 
 CONFIG_WITH_COMMENTS = """\
