@@ -263,11 +263,18 @@ def _parse_staged(stdout: str) -> Staged:
     return Staged(paths, [p[1] for p in parts], [p[3] for p in parts])
 
 
+# Every path, relative to the top, from anywhere in the worktree.
+_INDEX_ARGS = ('ls-files', '--stage', '-z', '--full-name', '--', ':/')
+
+
 def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexEntry]:
     """Every path in the index (`ls-files -s -z`), by path."""
-    proc = run_git('ls-files', '--stage', '-z', cwd=cwd)
+    return _parse_index(run_git(*_INDEX_ARGS, cwd=cwd).stdout)
+
+
+def _parse_index(stdout: str) -> dict[str, IndexEntry]:
     out = {}
-    for record in proc.stdout.split('\0'):
+    for record in stdout.split('\0'):
         if record:
             meta, _, path = record.partition('\t')
             mode, oid, _stage = meta.split(' ')
@@ -347,6 +354,11 @@ def _started(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
 def start_staged_changes(cwd=None):
     """staged_changes(cwd), started now; call the result to wait for it."""
     return _started(_STAGED_ARGS, cwd, _parse_staged, staged_changes)
+
+
+def start_index_entries(cwd=None):
+    """index_entries(cwd), started now; call the result to wait for it."""
+    return _started(_INDEX_ARGS, cwd, _parse_index, index_entries)
 
 
 def start_config_get_all(cwd=None):

@@ -61,19 +61,27 @@ _WEIGHT_STARTS = tuple({n.lower().partition('*')[0] for n in C.GUARD_WEIGHT_NAME
 _compiled: dict = {}
 
 
-def _regexes():
-    """(the dir regex, [(weight name, its regex)]), compiled on first need:
-    most commits have no path that gets that far, and importing re alone
-    costs more than checking thousands of paths without it."""
-    if not _compiled:
+def _regex(key: str):
+    """A pattern compiled on first need ('dir': all dir patterns in one; a
+    weight name: its pattern, matched against the lower-cased file name):
+    most commits have no path that gets this far, and importing re costs
+    more than checking thousands of paths without it."""
+    if key not in _compiled:
         import re
-        _compiled['dir'] = re.compile(
-            '(?:^|/)(?:' + '|'.join(f'({regex})' for regex, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)',
-            re.IGNORECASE)
-        # Matched against the lower-cased file name only.
-        _compiled['weights'] = [(name, re.compile(re.escape(name.lower()).replace(r'\*', '.*'), re.DOTALL))
-                                for name in C.GUARD_WEIGHT_NAMES]
-    return _compiled['dir'], _compiled['weights']
+        if key == 'dir':
+            _compiled[key] = re.compile(
+                '(?:^|/)(?:' + '|'.join(f'({regex})' for regex, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)',
+                re.IGNORECASE)
+        else:
+            _compiled[key] = re.compile(re.escape(key.lower()).replace(r'\*', '.*'), re.DOTALL)
+    return _compiled[key]
+
+
+def _weight_name(lower_base: str) -> str | None:
+    """The first weight pattern a lower-cased file name matches, if any."""
+    if not _may_be_weights(lower_base):
+        return None
+    return next((name for name in C.GUARD_WEIGHT_NAMES if _regex(name).fullmatch(lower_base)), None)
 
 
 def _may_be_weights(lower_base: str) -> bool:
@@ -173,13 +181,15 @@ def _may_match(paths: list[str], allowed) -> set[int]:
     joined = '\0'.join(paths)
     ascii_only = joined.isascii()   # of the paths themselves: KELVIN SIGN lower-cases to 'k'
     lowered = joined.lower()
-    # Each path's offset in `lowered`; lower() keeps every NUL, so its i-th
-    # field is paths[i].lower(), of another length only for some non-ASCII.
-    from itertools import accumulate
-    lengths = map(len, paths if ascii_only else lowered.split('\0'))
-    starts = list(accumulate(map((1).__add__, lengths), initial=0))[:-1]
-    maybe = _fields_containing(lowered, _DIR_HEADS, starts)
-    maybe |= _fields_containing(lowered, _WEIGHT_ENDS + _WEIGHT_STARTS, starts)
+    needles = [n for n in _DIR_HEADS + _WEIGHT_ENDS + _WEIGHT_STARTS if n in lowered]
+    maybe = set()
+    if needles:
+        # Each path's offset in `lowered`; lower() keeps every NUL, so its i-th
+        # field is paths[i].lower(), of another length only for some non-ASCII.
+        from itertools import accumulate
+        lengths = map(len, paths if ascii_only else lowered.split('\0'))
+        starts = list(accumulate(map((1).__add__, lengths), initial=0))[:-1]
+        maybe = _fields_containing(lowered, needles, starts)
     if not ascii_only:
         maybe.update(i for i, path in enumerate(paths) if not path.isascii())
     if allowed is not None:
@@ -205,9 +215,7 @@ def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
         if in_root is not None and (path == in_root or path.startswith(in_root + '/')):
             out.offences.append((entry, Offence(path, 'in-root', in_root + '/', '', None, f'/{in_root}/')))
             continue
-        lower = path.lower()
-        dir_re, weight_res = _regexes()
-        m = dir_re.search(path)
+        m = _regex('dir').search(path)
         if m:
             index = m.lastindex
             end = m.end(index)
@@ -219,8 +227,7 @@ def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
             if policy.root:
                 out.symlinks.append(entry)
         else:
-            base = lower.rpartition('/')[2]
-            name = next((n for n, r in weight_res if r.fullmatch(base)), None) if _may_be_weights(base) else None
+            name = _weight_name(path.lower().rpartition('/')[2])
             if name:
                 out.weights.append((entry, Offence(path, 'weights', path, name, None, name)))
             elif entry.oid:
@@ -342,12 +349,9 @@ def parse_args(argv: list[str]) -> Args:
     return Args(allow, max_size, files or None)
 
 
-def entries_for(top: str, filenames: list[str] | None) -> git.Staged:
-    """What to check: the staged changes, or (pre-commit framework) the given
-    files as they are in the index; a file not in the index is checked by name."""
-    if filenames is None:
-        return git.staged_changes(top)
-    index = git.index_entries(top)
+def entries_from_index(index: dict, filenames: list[str]) -> git.Staged:
+    """(pre-commit framework) The given files as they are in the index; a
+    file not in the index is checked by name."""
     entries = [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
     return git.Staged([e.path for e in entries], [e.mode for e in entries], [e.oid for e in entries])
 
@@ -368,13 +372,17 @@ def run(argv: list[str], cwd: str | None = None) -> int:
     args = parse_args(argv)
     # The staged diff and the config need not wait for the top: all three
     # git processes start at once.
-    wait_staged = git.start_staged_changes(cwd) if args.filenames is None else None
+    if args.filenames is None:
+        wait_staged = git.start_staged_changes(cwd)
+    else:
+        wait_index = git.start_index_entries(cwd)
+        wait_staged = lambda: entries_from_index(wait_index(), args.filenames)  # noqa: E731
     wait_config = git.start_config_get_all(cwd)
     top, common_dir = git.start_top_and_common_dir(cwd)()
     if top is None:
         return 0  # a bare repository has nothing staged
     policy = load_policy(top, args.allow, args.max_size, config=wait_config())
-    staged = wait_staged() if wait_staged else entries_for(top, args.filenames)
+    staged = wait_staged()
     offences = check(staged, policy, top, objects_dir=objects_dir(common_dir))
     if not offences:
         return 0
