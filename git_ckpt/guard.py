@@ -25,84 +25,11 @@ from collections import namedtuple
 from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
+from git_ckpt.guard_patterns import dir_match, may_match, weight_name
 
 _MODE_SYMLINK = '120000'
 _MODE_GITLINK = '160000'
 _REGULAR_MODES = {'100644', '100755'}
-
-
-def _literal_head(regex: str) -> str:
-    """The literal text every match of `regex` starts with ('\\.art' -> '.art',
-    'checkpoint-[0-9]+' -> 'checkpoint-'), read without the re module."""
-    head, i = [], 0
-    while i < len(regex):
-        ch, step = regex[i], 1
-        if ch == '\\' and i + 1 < len(regex) and not regex[i + 1].isalnum():
-            ch, step = regex[i + 1], 2     # an escaped literal; '\\d' and the like end the head
-        elif ch in '.[](){}*+?|^$\\':
-            break
-        if regex[i + step:i + step + 1] in ('*', '?', '{'):
-            break                          # optional: not in every match
-        head.append(ch)
-        i += step
-    return ''.join(head)
-
-
-# Cheap necessary conditions, derived from the patterns themselves, that let
-# almost every path skip the regexes.  A dir pattern's match contains its
-# literal head (ASCII paths only: IGNORECASE also folds e.g. KELVIN SIGN to
-# 'k', so non-ASCII paths always get the regex).  A weight name matching a
-# pattern that starts with '*' ends with the text after its last '*'; one
-# matching any other pattern starts with the text before its first '*'.
-_DIR_HEADS = tuple(sorted({_literal_head(regex).lower() for regex, _, _ in C.GUARD_DIR_PATTERNS}))
-_WEIGHT_ENDS = tuple({n.lower().rpartition('*')[2] for n in C.GUARD_WEIGHT_NAMES if n.startswith('*')})
-_WEIGHT_STARTS = tuple({n.lower().partition('*')[0] for n in C.GUARD_WEIGHT_NAMES if not n.startswith('*')})
-
-_compiled: dict = {}
-
-
-def _regex(key: str):
-    """A pattern compiled on first need ('dir': all dir patterns in one; a
-    weight name: its pattern, matched against the lower-cased file name):
-    most commits have no path that gets this far, and importing re costs
-    more than checking thousands of paths without it."""
-    if key not in _compiled:
-        import re
-        if key == 'dir':
-            _compiled[key] = re.compile(
-                '(?:^|/)(?:' + '|'.join(f'({regex})' for regex, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)',
-                re.IGNORECASE)
-        else:
-            _compiled[key] = re.compile(re.escape(key.lower()).replace(r'\*', '.*'), re.DOTALL)
-    return _compiled[key]
-
-
-def _weight_name(lower_base: str) -> str | None:
-    """The first weight pattern a lower-cased file name matches, if any."""
-    if not _may_be_weights(lower_base):
-        return None
-    return next((name for name in C.GUARD_WEIGHT_NAMES if _regex(name).fullmatch(lower_base)), None)
-
-
-def _may_be_weights(lower_base: str) -> bool:
-    return lower_base.endswith(_WEIGHT_ENDS) or lower_base.startswith(_WEIGHT_STARTS)
-
-
-def _fields_containing(text: str, needles, starts: list[int]) -> set[int]:
-    """Indices of the NUL-separated fields of `text` that contain one of
-    `needles` (`starts`: each field's offset): str.find over all paths at
-    once, then only the fields found, instead of a Python test per path."""
-    if '' in needles:
-        return set(range(len(starts)))
-    from bisect import bisect_right
-    found = set()
-    for needle in needles:
-        pos = text.find(needle)
-        while pos != -1:
-            i = bisect_right(starts, pos) - 1
-            found.add(i)
-            pos = text.find(needle, starts[i + 1] if i + 1 < len(starts) else len(text))
-    return found
 
 
 class Offence(namedtuple('Offence', 'path kind group detail size ignore')):
@@ -175,32 +102,10 @@ class Sorted(namedtuple('Sorted', 'offences weights symlinks rest')):
     __slots__ = ()
 
 
-def _may_match(paths: list[str], allowed) -> set[int]:
-    """Indices of the paths any path check could apply to (a superset: each
-    gets the exact checks); every other path needs only the size check."""
-    joined = '\0'.join(paths)
-    ascii_only = joined.isascii()   # of the paths themselves: KELVIN SIGN lower-cases to 'k'
-    lowered = joined.lower()
-    needles = [n for n in _DIR_HEADS + _WEIGHT_ENDS + _WEIGHT_STARTS if n in lowered]
-    maybe = set()
-    if needles:
-        # Each path's offset in `lowered`; lower() keeps every NUL, so its i-th
-        # field is paths[i].lower(), of another length only for some non-ASCII.
-        from itertools import accumulate
-        lengths = map(len, paths if ascii_only else lowered.split('\0'))
-        starts = list(accumulate(map((1).__add__, lengths), initial=0))[:-1]
-        maybe = _fields_containing(lowered, needles, starts)
-    if not ascii_only:
-        maybe.update(i for i, path in enumerate(paths) if not path.isascii())
-    if allowed is not None:
-        maybe.update(i for i, path in enumerate(paths) if allowed(path))
-    return maybe
-
-
 def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
     paths, modes, oids = staged
     allowed = allow_matcher(policy.allow)
-    maybe = _may_match(paths, allowed if policy.allow else None) if paths else set()
+    maybe = may_match(paths, allowed if policy.allow else None) if paths else set()
     if not _REGULAR_MODES.issuperset(modes):  # symlinks, submodules
         maybe.update(i for i, mode in enumerate(modes) if mode not in _REGULAR_MODES)
     in_root = policy.root_in_repo
@@ -215,10 +120,9 @@ def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
         if in_root is not None and (path == in_root or path.startswith(in_root + '/')):
             out.offences.append((entry, Offence(path, 'in-root', in_root + '/', '', None, f'/{in_root}/')))
             continue
-        m = _regex('dir').search(path)
+        m = dir_match(path)
         if m:
-            index = m.lastindex
-            end = m.end(index)
+            index, end = m
             group = path[:end] + '/' if end < len(path) else path
             _, label, ignore = C.GUARD_DIR_PATTERNS[index - 1]
             out.offences.append((entry, Offence(path, 'dir', group, label, None,
@@ -227,7 +131,7 @@ def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
             if policy.root:
                 out.symlinks.append(entry)
         else:
-            name = _weight_name(path.lower().rpartition('/')[2])
+            name = weight_name(path.lower().rpartition('/')[2])
             if name:
                 out.weights.append((entry, Offence(path, 'weights', path, name, None, name)))
             elif entry.oid:

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from git_ckpt import constants as C
 from conftest import BIN_DIR, ckpt, git, make_repo, run, scratch_path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -765,3 +768,42 @@ def test_add_entry_layouts(text):
         if key != 'repos':
             assert data[key] == value
     assert 'default_install_hook_types' in data
+
+
+# --- the patterns matched without re (guard_patterns) agree with re --------------------
+
+_PATH_ALPHABET = 'checkpoint-tmp_glosbaruns.fdg/0123456789CHEKPTA\n *?[]'
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(['checkpoint-', 'tmp-checkpoint-', 'global_step', '.art',
+                                 'unsloth_compiled_cache', '/', '\n', '12', 'x', 'CHECKPOINT-', '-']),
+                max_size=6),
+       st.text(alphabet=_PATH_ALPHABET, max_size=12))
+def test_dir_match_without_re_agrees_with_re(pieces, noise):
+    import re as re_module
+    from git_ckpt import guard_patterns as P
+    assert P._DIR_SUBSET, 'the shipped dir patterns should be matched without re'
+    regex = re_module.compile(
+        '(?:^|/)(?:' + '|'.join(f'({r})' for r, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)', re_module.I)
+    for path in (''.join(pieces) + noise, noise + ''.join(pieces), ''.join(pieces)):
+        m = regex.search(path)
+        assert P.dir_match(path) == ((m.lastindex, m.end(m.lastindex)) if m else None), repr(path)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet='abcxyz.*_', min_size=0, max_size=8), st.text(alphabet='abcxyz._\n', max_size=12))
+def test_glob_fullmatch_agrees_with_re(name, text):
+    import re as re_module
+    from git_ckpt.guard_patterns import glob_fullmatch
+    expected = bool(re_module.fullmatch(re_module.escape(name).replace(r'\*', '.*'), text, re_module.DOTALL))
+    assert glob_fullmatch(name, text) == expected, (name, text)
+
+
+def test_weight_names_match_as_before():
+    from git_ckpt.guard_patterns import weight_name
+    assert weight_name('model.safetensors') == '*.safetensors'
+    assert weight_name('pytorch_model-00001-of-00002.bin') == 'pytorch_model*.bin'
+    assert weight_name('rng_state_3.pth') == 'rng_state*.pth'
+    assert weight_name('optimizer.pt') == 'optimizer.pt'
+    assert weight_name('optimizer.pth') is None and weight_name('model.safetensors.md') is None
