@@ -6,16 +6,16 @@ command with NUL-separated output, which this module parses in a few lines,
 and one way of calling git is easier to keep right than two (importing
 GitPython alone costs ~100 ms per command).
 
-The commit hook imports this module on every commit, so its module-level
-imports stay at os and collections: subprocess, pathlib and typing (with the
-re, enum, threading, signal... they pull in) cost the hook more than its own
-work, and are imported by the functions that need them.  The hook starts its
+The commit hook imports this module on every commit, so its only module-level
+import is os: subprocess, pathlib, typing and collections (with the re, enum,
+threading, signal... they pull in) cost the hook more than its own work, and
+are imported by the functions that need them (records.record, not namedtuple).  The hook starts its
 git processes with start_git() (os.posix_spawnp), not subprocess.
 """
 from __future__ import annotations
 
 import os
-from collections import namedtuple
+from git_ckpt.records import record
 
 from git_ckpt.errors import GitCkptError
 
@@ -62,7 +62,7 @@ def run_git(
     return proc
 
 
-class RepoPaths(namedtuple('RepoPaths', 'top git_dir common_dir is_bare')):
+class RepoPaths(record('RepoPaths', 'top git_dir common_dir is_bare')):
     """top: the worktree top level (a Path; None in a bare repository);
     git_dir: this worktree's admin dir (.git or .git/worktrees/<name>);
     common_dir: the admin dir all worktrees share; is_bare: a bool."""
@@ -167,7 +167,7 @@ def config_unset(
         raise GitCkptError(f'cannot unset {key}: {proc.stderr.strip()}', 'edit the git config by hand')
 
 
-class WorktreeEntry(namedtuple('WorktreeEntry', 'path head branch bare detached locked prunable')):
+class WorktreeEntry(record('WorktreeEntry', 'path head branch bare detached locked prunable')):
     """path: a Path; head: the commit or None; branch: the short name, None
     when detached; bare, detached, locked, prunable: bools."""
     __slots__ = ()
@@ -214,14 +214,14 @@ def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
 
 # --- The commit guard's view of the index (guard.py) -------------------------
 
-class IndexEntry(namedtuple('IndexEntry', 'path mode oid')):
+class IndexEntry(record('IndexEntry', 'path mode oid')):
     """path: relative to the worktree top, surrogate-escaped like os.fsdecode;
     mode: '100644', '100755', '120000' (symlink), '160000' (submodule);
     oid: the staged blob."""
     __slots__ = ()
 
 
-class Staged(namedtuple('Staged', 'paths modes oids')):
+class Staged(record('Staged', 'paths modes oids')):
     """Index entries as three parallel lists: the guard looks at most of
     thousands of entries only through fast whole-list operations, and one
     IndexEntry object per path would cost more than its checks."""

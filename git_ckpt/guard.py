@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import namedtuple
+from git_ckpt.records import record
 
 from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
-from git_ckpt.guard_patterns import dir_match, may_match, weight_name
 
 _MODE_SYMLINK = '120000'
 _MODE_GITLINK = '160000'
 _REGULAR_MODES = {'100644', '100755'}
 
 
-class Offence(namedtuple('Offence', 'path kind group detail size ignore')):
+class Offence(record('Offence', 'path kind group detail size ignore')):
     """kind: 'dir', 'weights', 'size', 'symlink', 'in-root'; group: what the
     message shows and `git rm` removes (a dir ending in '/', or the path);
     detail: the matched pattern, the link target, ...; size: the staged blob's
@@ -40,7 +39,7 @@ class Offence(namedtuple('Offence', 'path kind group detail size ignore')):
     __slots__ = ()
 
 
-class Policy(namedtuple('Policy', 'max_size allow root root_in_repo')):
+class Policy(record('Policy', 'max_size allow root root_in_repo')):
     """max_size: bytes, 0 = no limit; allow: fnmatch patterns (`*` crosses
     `/`; no '/' = the file name); root: the scratch root as configured and
     real, () = unknown; root_in_repo: the root relative to the worktree top,
@@ -94,7 +93,7 @@ def link_target_in_root(top: str, path: str, target: str, roots: tuple[str, ...]
     return _under(os.path.normpath(joined), roots) or _under(os.path.realpath(joined), roots)
 
 
-class Sorted(namedtuple('Sorted', 'offences weights symlinks rest')):
+class Sorted(record('Sorted', 'offences weights symlinks rest')):
     """The staged entries after the checks that need neither size nor content.
     offences: (IndexEntry, Offence) pairs blocked by path alone; weights: the
     same, blocked unless an LFS pointer; symlinks: IndexEntries whose target
@@ -103,6 +102,9 @@ class Sorted(namedtuple('Sorted', 'offences weights symlinks rest')):
 
 
 def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
+    # Imported here, not at the top: run() has started git by then, and
+    # imports while it works.
+    from git_ckpt.guard_patterns import dir_match, may_match, weight_name
     paths, modes, oids = staged
     allowed = allow_matcher(policy.allow)
     maybe = may_match(paths, allowed if policy.allow else None) if paths else set()
@@ -156,7 +158,8 @@ def check(staged: git.Staged, policy: Policy, top: str, objects_dir: str | None 
         rest = []
     elif objects_dir is not None and rest:
         from git_ckpt.loose_objects import loose_objects_maybe_over
-        unproven = set(loose_objects_maybe_over([staged.oids[i] for i in rest], objects_dir, policy.max_size))
+        rest_oids = staged.oids if len(rest) == len(staged.oids) else [staged.oids[i] for i in rest]
+        unproven = set(loose_objects_maybe_over(rest_oids, objects_dir, policy.max_size))
         rest = [i for i in rest if staged.oids[i] in unproven] if unproven else []
     rest = [staged.entry(i) for i in rest]
     wanted = ([e.oid for e, _ in found.offences] + [e.oid for e, _ in found.weights]
@@ -222,7 +225,7 @@ def load_policy(top: str, extra_allow: list[str], max_size_arg: str | None,
     return Policy(max_size, allow, roots, in_repo)
 
 
-class Args(namedtuple('Args', 'allow max_size filenames')):
+class Args(record('Args', 'allow max_size filenames')):
     """allow: patterns; max_size: the --max-file-size text or None;
     filenames: None to check everything staged."""
     __slots__ = ()

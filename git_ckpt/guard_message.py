@@ -8,7 +8,7 @@ read it as a pattern, escaped.  Standard library only (hook path).
 """
 from __future__ import annotations
 
-from collections import namedtuple
+from git_ckpt.records import record
 
 from git_ckpt import constants as C
 from git_ckpt.output import human_size
@@ -24,7 +24,7 @@ REASONS = {
 }
 
 
-class Group(namedtuple('Group', 'key kind detail paths size ignore')):
+class Group(record('Group', 'key kind detail paths size ignore')):
     """key: a dir ending in '/' or a single path; paths: the offending paths
     in it; size: their staged sizes summed."""
     __slots__ = ()

@@ -11,7 +11,7 @@ functions that need them (the hook uses root_path(), which returns a string).
 from __future__ import annotations
 
 import os
-from collections import namedtuple
+from git_ckpt.records import record
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
@@ -19,7 +19,7 @@ from git_ckpt.errors import GitCkptError
 _SCOPE_ORDER = {'worktree': 0, 'local': 1, 'global': 2, 'system': 3, 'command': -1}
 
 
-class Settings(namedtuple('Settings', 'entries')):
+class Settings(record('Settings', 'entries')):
     """`ckpt.*` git config, already split by key (last value per scope wins).
     entries: (scope, key, value) tuples in git's order."""
     __slots__ = ()
@@ -45,7 +45,7 @@ def load_settings(cwd: str | os.PathLike[str] | None = None) -> Settings:
     return Settings(tuple(config_get_all(cwd)))
 
 
-class RootChoice(namedtuple('RootChoice', 'path source warning')):
+class RootChoice(record('RootChoice', 'path source warning')):
     """path: the root (a Path); source: where it came from, human-readable;
     warning: set when the root sits on the home filesystem by fallback."""
     __slots__ = ()
