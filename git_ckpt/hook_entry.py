@@ -1,7 +1,9 @@
 """What the installed hook shims run: `git_ckpt.__main__.main(['_hook', NAME, *ARGS])`
-(via `python -c`, so a missing package is exit 97 and the shim falls back to
-`git-ckpt _hook NAME ARGS...` on PATH; the pre-commit framework uses
-`python -m git_ckpt _hook NAME`).
+(post-checkout, via `python -c`), or this module's main([NAME, *ARGS])
+directly (pre-commit, via `python -S -c` with git_ckpt's dir from the hook's
+INSTALL_PATH line).  Either way a missing package is exit 97 and the shim
+falls back to `git-ckpt _hook NAME ARGS...` on PATH; the pre-commit framework
+uses `git-ckpt _hook NAME`.
 
 Standard library only: this runs on every checkout and commit, so it must not
 pay for click, GitPython or rich.
