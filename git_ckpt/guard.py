@@ -140,7 +140,7 @@ def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
                 out.rest.append(i)
     # Everything else: only the size check (an oid of '' is a file not in the index).
     if maybe or '' in oids:
-        out.rest.extend(i for i, oid in enumerate(oids) if oid and i not in maybe)
+        out.rest.extend([i for i, oid in enumerate(oids) if oid and i not in maybe])
     else:
         out.rest.extend(range(len(oids)))
     return out
