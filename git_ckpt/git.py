@@ -15,9 +15,14 @@ git processes with start_git() (os.posix_spawnp), not subprocess.
 from __future__ import annotations
 
 import os
-from git_ckpt.records import record
 
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
 
 # Variables that git exports to hooks and that would pin a nested git call to
 # the wrong repository or index when we ask about another worktree.
@@ -129,8 +134,8 @@ def _parse_config(stdout: str) -> list[tuple[str, str, str]]:
     # "scope\0key\nvalue\0" per entry.
     fields = stdout.split('\0')
     out = []
-    for scope, record in zip(fields[0::2], fields[1::2]):
-        key, _, value = record.partition('\n')
+    for scope, entry in zip(fields[0::2], fields[1::2]):
+        key, _, value = entry.partition('\n')
         out.append((scope, key.lower(), value))
     return out
 
@@ -222,9 +227,8 @@ class IndexEntry(record('IndexEntry', 'path mode oid')):
 
 
 class Staged(record('Staged', 'paths modes oids')):
-    """Index entries as three parallel lists: the guard looks at most of
-    thousands of entries only through fast whole-list operations, and one
-    IndexEntry object per path would cost more than its checks."""
+    """Index entries as three parallel lists: one IndexEntry object per path
+    would cost the guard more than its checks of most paths."""
     __slots__ = ()
 
     def entry(self, i: int) -> IndexEntry:
@@ -274,9 +278,9 @@ def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexE
 
 def _parse_index(stdout: str) -> dict[str, IndexEntry]:
     out = {}
-    for record in stdout.split('\0'):
-        if record:
-            meta, _, path = record.partition('\t')
+    for line in stdout.split('\0'):
+        if line:
+            meta, _, path = line.partition('\t')
             mode, oid, _stage = meta.split(' ')
             out[path] = IndexEntry(path, mode, oid)
     return out
@@ -304,11 +308,9 @@ def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
 def start_git(*args: str, cwd: str | os.PathLike[str] | None = None):
     """Start `git ARGS` in `cwd` now; returns the function that waits for it
     and returns (exit status, stdout), or (None, '') when git could not start.
-
-    For the commit hook: os.posix_spawnp instead of subprocess (whose imports
-    cost more than the hook's work), several gits running while Python goes
-    on.  stderr goes to /dev/null: on failure the caller runs the ordinary
-    function (run_git), which reports git's own message.
+    For the commit hook: os.posix_spawnp, not subprocess (whose imports cost
+    more than the hook's work).  stderr goes to /dev/null: on failure the
+    caller runs the ordinary function (run_git), which reports git's message.
     """
     read_fd, write_fd = os.pipe()
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -332,8 +334,7 @@ def start_git(*args: str, cwd: str | os.PathLike[str] | None = None):
             os.close(read_fd)
         if pid is None:
             return None, ''
-        status = os.waitpid(pid, 0)[1]
-        code = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         return code, b''.join(chunks).decode('utf-8', 'surrogateescape')
     return wait
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import sys
-from git_ckpt.records import record
 
 from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
 
 _MODE_SYMLINK = '120000'
 _MODE_GITLINK = '160000'

@@ -8,10 +8,9 @@ read it as a pattern, escaped.  Standard library only (hook path).
 """
 from __future__ import annotations
 
-from git_ckpt.records import record
-
 from git_ckpt import constants as C
 from git_ckpt.output import human_size
+from git_ckpt.records import record
 
 MAX_GROUPS_SHOWN = 30
 

@@ -11,10 +11,14 @@ functions that need them (the hook uses root_path(), which returns a string).
 from __future__ import annotations
 
 import os
-from git_ckpt.records import record
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _SCOPE_ORDER = {'worktree': 0, 'local': 1, 'global': 2, 'system': 3, 'command': -1}
 
