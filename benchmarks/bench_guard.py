@@ -11,7 +11,12 @@ Rows:
   same baseline;
 - informational: one `git cat-file --batch-check` over the staged blobs, alone:
   what reading their sizes cost before the guard read loose objects' headers
-  itself (it still uses cat-file for objects that are not stored loose).
+  itself (it still uses cat-file for objects that are not stored loose);
+- informational floors, each vs the same `python -c pass`: the hook's shim
+  starts `python -S` (no site-packages scan: what site costs depends on the
+  venv's .pth files, so the hook is also compared with `python -S -c pass`);
+  `git diff --cached` alone; and `python -S` plus one stat per staged loose
+  object, the least the size limit costs in Python (git_ckpt.loose_objects).
 
 The package's bytecode is compiled first (`python -m compileall git_ckpt`), as
 pip does when it installs a wheel: this environment sets
@@ -114,4 +119,36 @@ def rows(quick: bool) -> list[Row]:
         s, b = compare(cat_file, bare, repeats=repeats)
         out.append(Row('git cat-file --batch-check of the staged blobs alone vs python -c pass',
                        s, b, note='loose objects, as after git add; what the guard no longer spawns; informational'))
+        bare_s = _runner([sys.executable, '-S', '-c', 'pass'], repo, env, expect=0)
+        s, b = compare(native, bare_s, repeats=repeats)
+        out.append(Row('guard: native hook vs python -S -c pass', s, b,
+                       note='the shim runs python -S; informational'))
+        s, b = compare(bare_s, bare, repeats=repeats)
+        out.append(Row('floor: python -S -c pass vs python -c pass', s, b,
+                       note="what site and this venv's .pth files cost; informational"))
+        diff = _runner(['git', 'diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev'],
+                       repo, env, expect=0)
+        s, b = compare(diff, bare, repeats=repeats)
+        out.append(Row('floor: git diff --cached --raw -z alone vs python -c pass', s, b, note='informational'))
+        oids_file = os.path.join(tmp, 'oids')
+        with open(oids_file, 'w') as f:
+            f.write(oids)
+        stats = _runner([sys.executable, '-S', '-c', STAT_EACH_LOOSE_OBJECT,
+                         os.path.join(repo, '.git', 'objects'), oids_file], repo, env, expect=0)
+        s, b = compare(stats, bare, repeats=repeats)
+        out.append(Row('floor: python -S + one stat per staged loose object vs python -c pass', s, b,
+                       note=f'{N_FILES + len(CHECKPOINT_FILES)} stats; informational'))
         return out
+
+
+# The least the size limit can cost in Python: one stat of each staged blob's
+# loose object file (by a dir fd, as git_ckpt.loose_objects does).
+STAT_EACH_LOOSE_OBJECT = """
+import os, sys
+fds = {}
+for oid in open(sys.argv[2]).read().split():
+    fd = fds.get(oid[:2])
+    if fd is None:
+        fd = fds[oid[:2]] = os.open(os.path.join(sys.argv[1], oid[:2]), os.O_RDONLY)
+    os.stat(oid[2:], dir_fd=fd).st_size
+"""

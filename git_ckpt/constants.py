@@ -121,3 +121,8 @@ GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
 POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
 PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
 PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
+
+# --- Commit guard speed (issue 3, guardperf) ---
+# The pre-commit shim's line `init` fills with the dir holding the git_ckpt
+# package: the shim runs `python -S` (no site-packages scan) and imports from there.
+HOOK_PACKAGE_PATH_LINE = 'INSTALL_PATH='

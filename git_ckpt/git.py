@@ -5,16 +5,24 @@ it too rather than GitPython: every call git-ckpt makes is a one-shot plumbing
 command with NUL-separated output, which this module parses in a few lines,
 and one way of calling git is easier to keep right than two (importing
 GitPython alone costs ~100 ms per command).
+
+The commit hook imports this module on every commit, so its only module-level
+import is os: subprocess, pathlib, typing and collections (with the re, enum,
+threading, signal... they pull in) cost the hook more than its own work, and
+are imported by the functions that need them (records.record, not namedtuple).  The hook starts its
+git processes with start_git() (os.posix_spawnp), not subprocess.
 """
 from __future__ import annotations
 
 import os
-import subprocess
-import zlib
-from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
 
 # Variables that git exports to hooks and that would pin a nested git call to
 # the wrong repository or index when we ask about another worktree.
@@ -40,6 +48,7 @@ def run_git(
         input: str | bytes | None = None,
 ) -> subprocess.CompletedProcess:
     """Run git; raise GitCkptError on failure when `check`."""
+    import subprocess
     try:
         proc = subprocess.run(
             ('git', *args), cwd=cwd, env=env, capture_output=True, text=text, input=input,
@@ -58,20 +67,21 @@ def run_git(
     return proc
 
 
-class RepoPaths(NamedTuple):
-    top: Path | None     # worktree top level; None in a bare repository
-    git_dir: Path        # this worktree's admin dir (.git or .git/worktrees/<name>)
-    common_dir: Path     # shared by all worktrees
-    is_bare: bool
+class RepoPaths(record('RepoPaths', 'top git_dir common_dir is_bare')):
+    """top: the worktree top level (a Path; None in a bare repository);
+    git_dir: this worktree's admin dir (.git or .git/worktrees/<name>);
+    common_dir: the admin dir all worktrees share; is_bare: a bool."""
+    __slots__ = ()
+
+
+_REPO_PATHS_ARGS = ('rev-parse', '--path-format=absolute', '--is-bare-repository',
+                    '--git-dir', '--git-common-dir', '--show-toplevel')
 
 
 def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     """Locate the repository around `cwd` with one git call."""
-    proc = run_git(
-        'rev-parse', '--path-format=absolute', '--is-bare-repository',
-        '--git-dir', '--git-common-dir', '--show-toplevel',
-        cwd=cwd, check=False,
-    )
+    from pathlib import Path
+    proc = run_git(*_REPO_PATHS_ARGS, cwd=cwd, check=False)
     if proc.returncode != 0:
         where = os.fspath(cwd) if cwd is not None else os.getcwd()
         if 'must be run in a work tree' in proc.stderr:
@@ -97,6 +107,7 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
 
 
 def _one_path(option: str, cwd: str | os.PathLike[str] | None) -> Path:
+    from pathlib import Path
     out = run_git('rev-parse', '--path-format=absolute', option, cwd=cwd).stdout
     return Path(out[:-1] if out.endswith('\n') else out)
 
@@ -105,22 +116,26 @@ def _git_dirs(cwd: str | os.PathLike[str] | None) -> tuple[Path, Path]:
     return _one_path('--git-dir', cwd), _one_path('--git-common-dir', cwd)
 
 
+_CONFIG_ARGS = ('config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.')
+
+
 def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:
     """Every `ckpt.*` setting as (scope, key, value), in git's order
     (system, global, local, worktree); later entries override earlier ones."""
-    proc = run_git(
-        'config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.',
-        cwd=cwd, check=False,
-    )
+    proc = run_git(*_CONFIG_ARGS, cwd=cwd, check=False)
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
+    return _parse_config(proc.stdout)
+
+
+def _parse_config(stdout: str) -> list[tuple[str, str, str]]:
     # With --null, git separates the scope from its record by NUL too:
     # "scope\0key\nvalue\0" per entry.
-    fields = proc.stdout.split('\0')
+    fields = stdout.split('\0')
     out = []
-    for scope, record in zip(fields[0::2], fields[1::2]):
-        key, _, value = record.partition('\n')
+    for scope, entry in zip(fields[0::2], fields[1::2]):
+        key, _, value = entry.partition('\n')
         out.append((scope, key.lower(), value))
     return out
 
@@ -157,18 +172,15 @@ def config_unset(
         raise GitCkptError(f'cannot unset {key}: {proc.stderr.strip()}', 'edit the git config by hand')
 
 
-class WorktreeEntry(NamedTuple):
-    path: Path
-    head: str | None
-    branch: str | None   # short name, None when detached
-    bare: bool
-    detached: bool
-    locked: bool
-    prunable: bool
+class WorktreeEntry(record('WorktreeEntry', 'path head branch bare detached locked prunable')):
+    """path: a Path; head: the commit or None; branch: the short name, None
+    when detached; bare, detached, locked, prunable: bools."""
+    __slots__ = ()
 
 
 def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEntry]:
     """`git worktree list --porcelain -z`, parsed."""
+    from pathlib import Path
     proc = run_git('worktree', 'list', '--porcelain', '-z', cwd=cwd)
     entries = []
     for block in proc.stdout.split('\0\0'):
@@ -224,105 +236,78 @@ def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
 
 # --- The commit guard's view of the index (guard.py) -------------------------
 
-class IndexEntry(NamedTuple):
-    path: str    # relative to the worktree top, surrogate-escaped like os.fsdecode
-    mode: str    # '100644', '100755', '120000' (symlink), '160000' (submodule)
-    oid: str     # the staged blob
+class IndexEntry(record('IndexEntry', 'path mode oid')):
+    """path: relative to the worktree top, surrogate-escaped like os.fsdecode;
+    mode: '100644', '100755', '120000' (symlink), '160000' (submodule);
+    oid: the staged blob."""
+    __slots__ = ()
 
 
-def staged_changes(cwd: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
+class Staged(record('Staged', 'paths modes oids')):
+    """Index entries as three parallel lists: one IndexEntry object per path
+    would cost the guard more than its checks of most paths."""
+    __slots__ = ()
+
+    def entry(self, i: int) -> IndexEntry:
+        return IndexEntry(self.paths[i], self.modes[i], self.oids[i])
+
+
+# Porcelain `diff --cached` compares with the empty tree on an unborn branch
+# (the first commit), whatever the object format.  `--no-renames`: a rename is
+# a deletion plus an addition, and only the added path matters.  -z: paths come
+# verbatim (spaces, newlines, non-ASCII).  --diff-filter=d: no deletions.
+_STAGED_ARGS = ('diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev', '--no-relative',
+                '--no-color', '--no-ext-diff', '--ignore-submodules=none', '--diff-filter=d')
+
+
+def staged_changes(cwd: str | os.PathLike[str] | None = None) -> Staged:
     """Additions and modifications staged for the next commit; deletions left out.
 
-    Porcelain `diff --cached` compares with the empty tree on an unborn branch
-    (the first commit), whatever the object format.  `--no-renames`: a rename
-    is a deletion plus an addition, and only the added path matters.  -z: paths
-    come verbatim (spaces, newlines, non-ASCII).  The caller's GIT_INDEX_FILE is
-    kept: `git commit -a` and `git commit PATH` hand hooks a temporary index.
+    The caller's GIT_INDEX_FILE is kept: `git commit -a` and `git commit PATH`
+    hand hooks a temporary index.
     """
-    proc = run_git(
-        'diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev', '--no-relative',
-        '--no-color', '--no-ext-diff', '--ignore-submodules=none', '--diff-filter=d',
-        cwd=cwd,
-    )
-    fields = proc.stdout.split('\0')
-    out = []
-    for header, path in zip(fields[0::2], fields[1::2]):
-        # ':<old mode> <new mode> <old oid> <new oid> <status>'
-        parts = header[1:].split(' ')
-        if len(parts) == 5 and parts[4][:1] != 'D':
-            out.append(IndexEntry(path, parts[1], parts[3]))
-    return out
+    return _parse_staged(run_git(*_STAGED_ARGS, cwd=cwd).stdout)
+
+
+def _parse_staged(stdout: str) -> Staged:
+    # Records: ':<old mode> <new mode> <old oid> <new oid> <status>\0<path>\0',
+    # modes always six digits, oids all of one length (--no-abbrev): fixed
+    # offsets, so each column is one list comprehension.
+    fields = stdout.split('\0')
+    headers, paths = fields[0:-1:2], fields[1::2]
+    if not headers:
+        return Staged([], [], [])
+    n = len(headers[0].split(' ')[2])   # 40 (SHA-1) or 64 (SHA-256)
+    if set(map(len, headers)) == {18 + 2 * n}:  # one-letter statuses: the usual case
+        return Staged(paths, [h[8:14] for h in headers], [h[16 + n:16 + 2 * n] for h in headers])
+    parts = [h[1:].split(' ') for h in headers]
+    return Staged(paths, [p[1] for p in parts], [p[3] for p in parts])
+
+
+# Every path, relative to the top, from anywhere in the worktree.
+_INDEX_ARGS = ('ls-files', '--stage', '-z', '--full-name', '--', ':/')
 
 
 def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexEntry]:
     """Every path in the index (`ls-files -s -z`), by path."""
-    proc = run_git('ls-files', '--stage', '-z', cwd=cwd)
+    return _parse_index(run_git(*_INDEX_ARGS, cwd=cwd).stdout)
+
+
+def _parse_index(stdout: str) -> dict[str, IndexEntry]:
     out = {}
-    for record in proc.stdout.split('\0'):
-        if record:
-            meta, _, path = record.partition('\t')
+    for line in stdout.split('\0'):
+        if line:
+            meta, _, path = line.partition('\t')
             mode, oid, _stage = meta.split(' ')
             out[path] = IndexEntry(path, mode, oid)
     return out
-
-
-def loose_object_sizes(oids, objects_dir: str | os.PathLike[str]) -> dict[str, int]:
-    """Size of each object stored loose in `objects_dir`, from the object's own
-    header ('<type> <size>\\0', zlib-compressed at the start of objects/xx/yyyy);
-    objects not stored loose (packed, alternates) or unreadable are left out.
-
-    The same header `cat-file --batch-check` reads, without its process and
-    its five syscalls per object: a fresh `git add` of 5,000 files leaves
-    5,000 loose objects, and reading their headers was most of the guard's time.
-    """
-    sizes = {}
-    base = os.fspath(objects_dir) + os.sep
-    inflate_class = zlib.decompressobj
-    for oid in oids:
-        try:
-            fd = os.open(f'{base}{oid[:2]}{os.sep}{oid[2:]}', os.O_RDONLY)
-        except OSError:
-            continue  # packed, in an alternate, or missing: cat-file decides
-        try:
-            inflate = inflate_class()
-            header = inflate.decompress(os.read(fd, 64), 64)
-            while b'\0' not in header and not inflate.eof and len(header) < 64:
-                more = inflate.unconsumed_tail or os.read(fd, 4096)
-                if not more:
-                    break
-                header += inflate.decompress(more, 64 - len(header))
-        except (OSError, zlib.error):
-            continue
-        finally:
-            os.close(fd)
-        kind, space, size = header.partition(b'\0')[0].partition(b' ')
-        if space and size.isdigit() and b'\0' in header:
-            sizes[oid] = int(size)
-    return sizes
-
-
-# Deflate's largest possible expansion: a 258-byte match coded in 2 bits.
-DEFLATE_MAX_RATIO = 1032
-
-
-def loose_object_size_bounds(oids, objects_dir: str | os.PathLike[str]) -> dict[str, int]:
-    """An upper bound of each loose object's size: its zlib file can inflate
-    to at most DEFLATE_MAX_RATIO times its own size (header included).  One
-    stat per object instead of a read; objects not stored loose are left out."""
-    bounds = {}
-    base = os.fspath(objects_dir) + os.sep
-    for oid in oids:
-        try:
-            bounds[oid] = os.stat(f'{base}{oid[:2]}{os.sep}{oid[2:]}').st_size * DEFLATE_MAX_RATIO
-        except OSError:
-            continue
-    return bounds
 
 
 def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
                  objects_dir: str | os.PathLike[str] | None = None) -> dict[str, int]:
     """Size of each object; missing ones left out.  Loose objects in
     `objects_dir` are read directly; the rest with ONE `cat-file --batch-check`."""
+    from git_ckpt.loose_objects import loose_object_sizes
     oids = list(dict.fromkeys(oids))
     sizes = loose_object_sizes(oids, objects_dir) if objects_dir is not None else {}
     rest = [oid for oid in oids if oid not in sizes] if sizes else oids
@@ -337,27 +322,82 @@ def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
     return sizes
 
 
-def in_background(fn, *args, **kwargs):
-    """Run fn (a git call) in a thread; returns the function that waits for its
-    result (or re-raises its error).  Lets independent git processes overlap."""
-    import threading
-    result: dict = {}
+def start_git(*args: str, cwd: str | os.PathLike[str] | None = None):
+    """Start `git ARGS` in `cwd` now; returns the function that waits for it
+    and returns (exit status, stdout), or (None, '') when git could not start.
+    For the commit hook: os.posix_spawnp, not subprocess (whose imports cost
+    more than the hook's work).  stderr goes to /dev/null: on failure the
+    caller runs the ordinary function (run_git), which reports git's message.
+    """
+    read_fd, write_fd = os.pipe()
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_DUP2, write_fd, 1),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_CLOSE, read_fd)]
+    where = ('-C', os.fspath(cwd)) if cwd is not None else ()
+    try:
+        pid = os.posix_spawnp('git', ['git', *where, *args], os.environ, file_actions=actions)
+    except OSError:
+        pid = None
+    finally:
+        os.close(write_fd)
 
-    def work() -> None:
+    def wait() -> tuple[int | None, str]:
+        chunks = []
         try:
-            result['value'] = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised in the caller's thread
-            result['error'] = exc
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-
-    def wait():
-        thread.join()
-        if 'error' in result:
-            raise result['error']
-        return result['value']
+            while chunk := os.read(read_fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+        if pid is None:
+            return None, ''
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        return code, b''.join(chunks).decode('utf-8', 'surrogateescape')
     return wait
+
+
+def _started(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
+    """`ordinary(cwd)`'s result from a git process started now: parsed from its
+    output when git succeeded, else by calling `ordinary` (which raises the
+    usual error with git's message)."""
+    wait = start_git(*args, cwd=cwd)
+
+    def result():
+        code, out = wait()
+        value = parse(out) if code in ok else None
+        return ordinary(cwd) if value is None else value
+    return result
+
+
+def start_staged_changes(cwd=None):
+    """staged_changes(cwd), started now; call the result to wait for it."""
+    return _started(_STAGED_ARGS, cwd, _parse_staged, staged_changes)
+
+
+def start_index_entries(cwd=None):
+    """index_entries(cwd), started now; call the result to wait for it."""
+    return _started(_INDEX_ARGS, cwd, _parse_index, index_entries)
+
+
+def start_config_get_all(cwd=None):
+    """config_get_all(cwd), started now; call the result to wait for it."""
+    return _started(_CONFIG_ARGS, cwd, _parse_config, config_get_all, ok=(0, 1))
+
+
+def _parse_top_and_common_dir(stdout: str) -> tuple[str, str] | None:
+    lines = stdout.split('\n')
+    if len(lines) != 5 or lines[0] != 'false':
+        return None  # bare, or a path with a newline: repo_paths() sorts it out
+    return lines[3], lines[2]
+
+
+def start_top_and_common_dir(cwd=None):
+    """(worktree top, common git dir) as strings, started now; call the result
+    to wait for it.  (None, common dir) in a bare repository."""
+    def ordinary(cwd):
+        paths = repo_paths(cwd)
+        return (None if paths.top is None else os.fspath(paths.top)), os.fspath(paths.common_dir)
+    return _started(_REPO_PATHS_ARGS, cwd, _parse_top_and_common_dir, ordinary)
 
 
 def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, bytes]:

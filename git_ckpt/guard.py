@@ -6,81 +6,51 @@ whatever the number of staged files: `rev-parse`, `config`, `diff --cached`
 (or `ls-files` when the framework passes filenames) and, only when needed,
 one `cat-file --batch-check` (sizes of blobs not stored loose) and one
 `cat-file --batch` (symlink targets, possible Git LFS pointers).  A fresh
-`git add` writes loose objects: their sizes are read from the objects' own
-headers in process, the same header cat-file reads.
+`git add` writes loose objects: their sizes are bounded by the object files'
+own sizes, or read from the objects' headers, in process (loose_objects.py).
 
 What is checked is the STAGED blob (size, mode, content), never the working
 tree file: with partial staging (`git add -p`) the two differ.
+
+It runs on every commit, so the common path costs as little as it can: no
+`re` unless some path may match a pattern (a substring search over all paths
+at once finds the few that may), no subprocess, pathlib or typing imports.
 """
 from __future__ import annotations
 
 import os
-import re
 import sys
-from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
 
-_DIR_RE = re.compile(
-    '(?:^|/)(?:' + '|'.join(f'({regex})' for regex, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)',
-    re.IGNORECASE)
-# Matched against the lower-cased file name only: one fullmatch per path (a
-# search over the whole path with ten alternatives costs 30x more).
-_WEIGHT_RES = tuple(
-    (name, re.compile(re.escape(name.lower()).replace(r'\*', '.*'), re.DOTALL)) for name in C.GUARD_WEIGHT_NAMES)
-_WEIGHT_RE = re.compile('|'.join(r.pattern for _, r in _WEIGHT_RES), re.DOTALL)
-_SIZE_RE = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*', re.IGNORECASE)
 _MODE_SYMLINK = '120000'
 _MODE_GITLINK = '160000'
+_REGULAR_MODES = {'100644', '100755'}
 
 
-def _literal_head(regex: str) -> str:
-    """The literal text a regex starts with ('\\.art' -> '.art')."""
-    head = re.match(r'(?:\\.|[^\\.\[\](){}*+?|^$])*', regex).group()
-    return re.sub(r'\\(.)', r'\1', head)
+class Offence(record('Offence', 'path kind group detail size ignore')):
+    """kind: 'dir', 'weights', 'size', 'symlink', 'in-root'; group: what the
+    message shows and `git rm` removes (a dir ending in '/', or the path);
+    detail: the matched pattern, the link target, ...; size: the staged blob's
+    size when known; ignore: the .gitignore line that keeps this out."""
+    __slots__ = ()
 
 
-# Cheap necessary conditions, derived from the patterns themselves, that let
-# almost every path skip the regexes (a regex call per path was most of the
-# guard's own Python time).  A dir pattern's match contains its literal head
-# (ASCII paths only: IGNORECASE also folds e.g. KELVIN SIGN to 'k').  A weight
-# name matching a pattern that starts with '*' ends with the text after its
-# last '*'; one matching any other pattern starts with the text before its first '*'.
-_DIR_HEADS = tuple(sorted({_literal_head(regex).lower() for regex, _, _ in C.GUARD_DIR_PATTERNS}))
-_WEIGHT_ENDS = tuple({n.lower().rpartition('*')[2] for n in C.GUARD_WEIGHT_NAMES if n.startswith('*')})
-_WEIGHT_STARTS = tuple({n.lower().partition('*')[0] for n in C.GUARD_WEIGHT_NAMES if not n.startswith('*')})
-
-
-def _may_match_dir(path: str, lower_path: str) -> bool:
-    return not path.isascii() or any(head in lower_path for head in _DIR_HEADS)
-
-
-def _may_be_weights(lower_base: str) -> bool:
-    return lower_base.endswith(_WEIGHT_ENDS) or lower_base.startswith(_WEIGHT_STARTS)
-
-
-class Offence(NamedTuple):
-    path: str
-    kind: str          # 'dir', 'weights', 'size', 'symlink', 'in-root'
-    group: str         # what the message shows and `git rm` removes: a dir ending in '/' or the path
-    detail: str        # the matched pattern, the link target, ...
-    size: int | None   # staged blob size when known
-    ignore: str        # the .gitignore line that keeps this out
-
-
-class Policy(NamedTuple):
-    max_size: int                # bytes; 0 = no limit
-    allow: tuple[str, ...]       # fnmatch patterns (`*` crosses `/`); no '/' = basename
-    root: tuple[str, ...]        # the scratch root, as configured and real; () = unknown
-    root_in_repo: str | None     # the root relative to the worktree top, when inside it
+class Policy(record('Policy', 'max_size allow root root_in_repo')):
+    """max_size: bytes, 0 = no limit; allow: fnmatch patterns (`*` crosses
+    `/`; no '/' = the file name); root: the scratch root as configured and
+    real, () = unknown; root_in_repo: the root relative to the worktree top,
+    when inside it."""
+    __slots__ = ()
 
 
 def parse_size(text: str, source: str) -> int:
     """'10M', '500k', '1.5G', '10MB', '2048' -> bytes (binary units, like git)."""
-    m = _SIZE_RE.fullmatch(text)
+    import re
+    m = re.fullmatch(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*', text, re.IGNORECASE)
     if not m:
         raise GitCkptError(f'{source}={text!r} is not a size',
                            f'use bytes or a k/M/G suffix, e.g. git config {C.CONFIG_MAX_FILE_SIZE} 10M')
@@ -95,6 +65,7 @@ def allow_matcher(patterns: tuple[str, ...]):
     if not patterns:
         return lambda path: False
     import fnmatch  # only with allow patterns: most repositories have none
+    import re
     full = [fnmatch.translate(p.lstrip('/')) for p in patterns if '/' in p]
     base = [fnmatch.translate(p) for p in patterns if '/' not in p]
     full_re = re.compile('|'.join(full)) if full else None
@@ -115,37 +86,45 @@ def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip('/') + '/') for r in roots)
 
 
-def link_target_in_root(top: Path, path: str, target: str, roots: tuple[str, ...]) -> bool:
+def link_target_in_root(top: str, path: str, target: str, roots: tuple[str, ...]) -> bool:
     """Does a symlink at `path` (relative to `top`) with `target` point into the root?
     Checked both as written and with symlinks resolved (/scratch may be a link)."""
-    joined = os.path.join(os.fspath(top), os.path.dirname(path), target)
+    joined = os.path.join(top, os.path.dirname(path), target)
     return _under(os.path.normpath(joined), roots) or _under(os.path.realpath(joined), roots)
 
 
-class Sorted(NamedTuple):
-    """The staged entries after the checks that need neither size nor content."""
-    offences: list[tuple[git.IndexEntry, Offence]]   # blocked by path alone
-    weights: list[tuple[git.IndexEntry, Offence]]    # blocked unless an LFS pointer
-    symlinks: list[git.IndexEntry]                    # need their target read
-    rest: list[git.IndexEntry]                        # need only the size check
+class Sorted(record('Sorted', 'offences weights symlinks rest')):
+    """The staged entries after the checks that need neither size nor content.
+    offences: (IndexEntry, Offence) pairs blocked by path alone; weights: the
+    same, blocked unless an LFS pointer; symlinks: IndexEntries whose target
+    must be read; rest: indices into the Staged lists needing only the size check."""
+    __slots__ = ()
 
 
-def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
+def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
+    # Imported here, not at the top: run() has started git by then, and
+    # imports while it works.
+    from git_ckpt.guard_patterns import dir_match, may_match, weight_name
+    paths, modes, oids = staged
     allowed = allow_matcher(policy.allow)
-    out = Sorted([], [], [], [])
+    maybe = may_match(paths, allowed if policy.allow else None) if paths else set()
+    if not _REGULAR_MODES.issuperset(modes):  # symlinks, submodules
+        maybe.update(i for i, mode in enumerate(modes) if mode not in _REGULAR_MODES)
     in_root = policy.root_in_repo
-    for entry in entries:
+    if in_root is not None:
+        maybe.update(i for i, path in enumerate(paths) if path == in_root or path.startswith(in_root + '/'))
+    out = Sorted([], [], [], [])
+    for i in sorted(maybe):
+        entry = staged.entry(i)
         path = entry.path
         if entry.mode == _MODE_GITLINK or allowed(path):
             continue
         if in_root is not None and (path == in_root or path.startswith(in_root + '/')):
             out.offences.append((entry, Offence(path, 'in-root', in_root + '/', '', None, f'/{in_root}/')))
             continue
-        lower = path.lower()
-        m = _DIR_RE.search(path) if _may_match_dir(path, lower) else None
+        m = dir_match(path)
         if m:
-            index = m.lastindex
-            end = m.end(index)
+            index, end = m
             group = path[:end] + '/' if end < len(path) else path
             _, label, ignore = C.GUARD_DIR_PATTERNS[index - 1]
             out.offences.append((entry, Offence(path, 'dir', group, label, None,
@@ -154,29 +133,35 @@ def check_paths(entries: list[git.IndexEntry], policy: Policy) -> Sorted:
             if policy.root:
                 out.symlinks.append(entry)
         else:
-            base = lower.rpartition('/')[2]
-            if _may_be_weights(base) and _WEIGHT_RE.fullmatch(base):
-                name = next(n for n, r in _WEIGHT_RES if r.fullmatch(base))
+            name = weight_name(path.lower().rpartition('/')[2])
+            if name:
                 out.weights.append((entry, Offence(path, 'weights', path, name, None, name)))
-            else:
-                out.rest.append(entry)
+            elif entry.oid:
+                out.rest.append(i)
+    # Everything else: only the size check (an oid of '' is a file not in the index).
+    if maybe or '' in oids:
+        out.rest.extend([i for i, oid in enumerate(oids) if oid and i not in maybe])
+    else:
+        out.rest.extend(range(len(oids)))
     return out
 
 
-def check(entries: list[git.IndexEntry], policy: Policy, top: Path,
-          objects_dir: Path | None = None) -> list[Offence]:
-    """Every offence among the staged `entries`, in path order.  `objects_dir`:
+def check(staged: git.Staged, policy: Policy, top: str, objects_dir: str | None = None) -> list[Offence]:
+    """Every offence among the `staged` entries, in path order.  `objects_dir`:
     where the staged blobs are stored loose (read directly; else cat-file)."""
-    found = check_paths(entries, policy)
+    found = check_paths(staged, policy)
     # Exact sizes for what the message shows or the LFS test needs; for the
     # rest only "over the limit?" matters, and a loose object's file size
-    # bounds that (git.loose_object_size_bounds): one stat instead of a read.
-    rest = [e for e in found.rest if e.oid]
-    if policy.max_size and objects_dir is not None:
-        bounds = git.loose_object_size_bounds([e.oid for e in rest], objects_dir)
-        rest = [e for e in rest if bounds.get(e.oid, policy.max_size + 1) > policy.max_size]
-    elif not policy.max_size:
+    # bounds that (loose_objects_maybe_over): one stat instead of a read.
+    rest = found.rest
+    if not policy.max_size:
         rest = []
+    elif objects_dir is not None and rest:
+        from git_ckpt.loose_objects import loose_objects_maybe_over
+        rest_oids = staged.oids if len(rest) == len(staged.oids) else [staged.oids[i] for i in rest]
+        unproven = set(loose_objects_maybe_over(rest_oids, objects_dir, policy.max_size))
+        rest = [i for i in rest if staged.oids[i] in unproven] if unproven else []
+    rest = [staged.entry(i) for i in rest]
     wanted = ([e.oid for e, _ in found.offences] + [e.oid for e, _ in found.weights]
               + [e.oid for e in found.symlinks] + [e.oid for e in rest])
     sizes = git.object_sizes([oid for oid in wanted if oid], cwd=top, objects_dir=objects_dir)
@@ -204,17 +189,17 @@ def check(entries: list[git.IndexEntry], policy: Policy, top: Path,
     return sorted(offences, key=lambda o: o.path)
 
 
-def scratch_roots(settings, top: Path) -> tuple[tuple[str, ...], str | None]:
+def scratch_roots(settings, top: str) -> tuple[tuple[str, ...], str | None]:
     """The scratch root (as configured and real) and its place inside the
     worktree, if any.  Unset, missing or broken: no root checks, no failure."""
-    from git_ckpt.settings import resolve_root
+    from git_ckpt.settings import root_path
     try:
-        choice = resolve_root(None, settings)
+        path = root_path(None, settings)[0]
     except GitCkptError:
         return (), None
-    if not os.path.isdir(choice.path):
+    if not os.path.isdir(path):
         return (), None
-    roots = tuple(dict.fromkeys((os.path.normpath(choice.path), os.path.realpath(choice.path))))
+    roots = tuple(dict.fromkeys((os.path.normpath(path), os.path.realpath(path))))
     top_real = os.path.realpath(top)
     for root in roots[::-1]:
         for base in dict.fromkeys((top_real, os.path.normpath(top))):
@@ -224,7 +209,7 @@ def scratch_roots(settings, top: Path) -> tuple[tuple[str, ...], str | None]:
     return roots, None
 
 
-def load_policy(top: Path, extra_allow: list[str], max_size_arg: str | None,
+def load_policy(top: str, extra_allow: list[str], max_size_arg: str | None,
                 config: list[tuple[str, str, str]] | None = None) -> Policy:
     """`config`: git.config_get_all()'s result when already read."""
     from git_ckpt.settings import Settings
@@ -240,10 +225,10 @@ def load_policy(top: Path, extra_allow: list[str], max_size_arg: str | None,
     return Policy(max_size, allow, roots, in_repo)
 
 
-class Args(NamedTuple):
-    allow: list[str]
-    max_size: str | None
-    filenames: list[str] | None   # None: check everything staged
+class Args(record('Args', 'allow max_size filenames')):
+    """allow: patterns; max_size: the --max-file-size text or None;
+    filenames: None to check everything staged."""
+    __slots__ = ()
 
 
 def parse_args(argv: list[str]) -> Args:
@@ -271,45 +256,47 @@ def parse_args(argv: list[str]) -> Args:
     return Args(allow, max_size, files or None)
 
 
-def entries_for(top: Path, filenames: list[str] | None) -> list[git.IndexEntry]:
-    """What to check: the staged changes, or (pre-commit framework) the given
-    files as they are in the index; a file not in the index is checked by name."""
-    if filenames is None:
-        return git.staged_changes(top)
-    index = git.index_entries(top)
-    return [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
+def entries_from_index(index: dict, filenames: list[str]) -> git.Staged:
+    """(pre-commit framework) The given files as they are in the index; a
+    file not in the index is checked by name."""
+    entries = [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
+    return git.Staged([e.path for e in entries], [e.mode for e in entries], [e.oid for e in entries])
 
 
-def objects_dir(common_dir: Path) -> Path | None:
+def objects_dir(common_dir: str) -> str | None:
     """Where `git add` wrote the staged blobs: GIT_OBJECT_DIRECTORY when set
     (absolute; a relative one was relative to a cwd we may not share), else
     the common dir's objects/.  A wrong guess only sends more oids to cat-file:
     a loose object file named by an oid holds that object, wherever it is."""
     env = os.environ.get('GIT_OBJECT_DIRECTORY')
     if env:
-        return Path(env) if os.path.isabs(env) else None
-    return common_dir / 'objects'
+        return env if os.path.isabs(env) else None
+    return os.path.join(common_dir, 'objects')
 
 
 def run(argv: list[str], cwd: str | None = None) -> int:
     """The guard; 0 when the commit may go ahead, 1 when blocked."""
     args = parse_args(argv)
     # The staged diff and the config need not wait for the top: all three
-    # git processes run at once.
-    wait_staged = git.in_background(git.staged_changes, cwd) if args.filenames is None else None
-    wait_config = git.in_background(git.config_get_all, cwd)
-    paths = git.repo_paths(cwd)
-    if paths.top is None:
+    # git processes start at once.
+    if args.filenames is None:
+        wait_staged = git.start_staged_changes(cwd)
+    else:
+        wait_index = git.start_index_entries(cwd)
+        wait_staged = lambda: entries_from_index(wait_index(), args.filenames)  # noqa: E731
+    wait_config = git.start_config_get_all(cwd)
+    top, common_dir = git.start_top_and_common_dir(cwd)()
+    if top is None:
         return 0  # a bare repository has nothing staged
-    top = paths.top
     policy = load_policy(top, args.allow, args.max_size, config=wait_config())
-    entries = wait_staged() if wait_staged else entries_for(top, args.filenames)
-    offences = check(entries, policy, top, objects_dir=objects_dir(paths.common_dir))
+    staged = wait_staged()
+    offences = check(staged, policy, top, objects_dir=objects_dir(common_dir))
     if not offences:
         return 0
     from git_ckpt.guard_message import render
     try:
-        gitignore = (top / '.gitignore').read_text(encoding='utf-8', errors='surrogateescape')
+        with open(os.path.join(top, '.gitignore'), encoding='utf-8', errors='surrogateescape') as f:
+            gitignore = f.read()
     except OSError:
         gitignore = ''
     message = render(offences, policy, framework=args.filenames is not None, gitignore=gitignore)

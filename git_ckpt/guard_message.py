@@ -8,11 +8,9 @@ read it as a pattern, escaped.  Standard library only (hook path).
 """
 from __future__ import annotations
 
-import shlex
-from typing import NamedTuple
-
 from git_ckpt import constants as C
 from git_ckpt.output import human_size
+from git_ckpt.records import record
 
 MAX_GROUPS_SHOWN = 30
 
@@ -25,13 +23,10 @@ REASONS = {
 }
 
 
-class Group(NamedTuple):
-    key: str            # a dir ending in '/' or a single path
-    kind: str
-    detail: str
-    paths: list[str]
-    size: int
-    ignore: str
+class Group(record('Group', 'key kind detail paths size ignore')):
+    """key: a dir ending in '/' or a single path; paths: the offending paths
+    in it; size: their staged sizes summed."""
+    __slots__ = ()
 
 
 def group_offences(offences) -> list[Group]:
@@ -150,8 +145,8 @@ def render(offences, policy, *, framework: bool = False, gitignore: str = '') ->
     ignores = [line for line in wanted if line not in present]
     allows = list(dict.fromkeys(_allow_pattern(g) for g in shown))
     lines += ['', 'Keep them out of the commit (the files stay on disk), and ignore them:',
-              '  git rm -r --cached -- ' + ' '.join(shlex.quote(t) for t in targets)]
-    lines += [f'  echo {shlex.quote(line)} >> .gitignore' for line in ignores]
+              '  git rm -r --cached -- ' + ' '.join(shell_quote(t) for t in targets)]
+    lines += [f'  echo {shell_quote(line)} >> .gitignore' for line in ignores]
     if len(ignores) < len(wanted):
         already = ' '.join(line for line in wanted if line in present)
         lines.append(f'  (.gitignore already has {already}: those files were added with git add -f)')
@@ -162,11 +157,22 @@ def render(offences, policy, *, framework: bool = False, gitignore: str = '') ->
     if framework:
         lines.append(f'  in {C.PRE_COMMIT_CONFIG}, under id: {C.GUARD_HOOK_ID}:  args: ['
                      + ', '.join(f'--allow, {_yaml_quote(a)}' for a in allows) + ']')
-    lines += [f'  git config --add {C.CONFIG_ALLOW} {shlex.quote(a)}' for a in allows]
+    lines += [f'  git config --add {C.CONFIG_ALLOW} {shell_quote(a)}' for a in allows]
     if any(g.kind == 'size' for g in shown):
         lines.append(f'  (or raise the limit: git config {C.CONFIG_MAX_FILE_SIZE} 50M)')
     lines += ['', 'Or commit once without the guard:  git commit --no-verify']
     return '\n'.join(lines)
+
+
+_SHELL_SAFE = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-')
+
+
+def shell_quote(text: str) -> str:
+    """shlex.quote(text), without importing shlex (and with it re) on the
+    hook path: as is when every character is safe, else in single quotes."""
+    if text and _SHELL_SAFE.issuperset(text):
+        return text
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def _yaml_quote(text: str) -> str:

@@ -1,7 +1,9 @@
 """What the installed hook shims run: `git_ckpt.__main__.main(['_hook', NAME, *ARGS])`
-(via `python -c`, so a missing package is exit 97 and the shim falls back to
-`git-ckpt _hook NAME ARGS...` on PATH; the pre-commit framework uses
-`python -m git_ckpt _hook NAME`).
+(post-checkout, via `python -c`), or this module's main([NAME, *ARGS])
+directly (pre-commit, via `python -S -c` with git_ckpt's dir from the hook's
+INSTALL_PATH line).  Either way a missing package is exit 97 and the shim
+falls back to `git-ckpt _hook NAME ARGS...` on PATH; the pre-commit framework
+uses `git-ckpt _hook NAME`.
 
 Standard library only: this runs on every checkout and commit, so it must not
 pay for click, GitPython or rich.
@@ -13,7 +15,6 @@ import sys
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
-from git_ckpt.settings import quiet
 
 
 def post_checkout(args: list[str]) -> int:
@@ -27,6 +28,7 @@ def post_checkout(args: list[str]) -> int:
         return 0  # a branch switch; the shim normally filters these already
     try:
         from git_ckpt import worktree
+        from git_ckpt.settings import quiet
         wt = worktree.current_worktree()
         if not (wt.common_dir / C.REPO_ID_FILE).is_file():
             # Not a repository `git ckpt init` set up (e.g. a clone under a

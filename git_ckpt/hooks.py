@@ -52,14 +52,24 @@ def is_ours(path: Path) -> bool:
         return False
 
 
+def package_parent_dir() -> str:
+    """The directory `import git_ckpt` finds this package in."""
+    return os.fspath(Path(__file__).resolve().parent.parent)
+
+
 def render_hook(name: str, python: str = sys.executable) -> str:
+    """The template with its INSTALL_PYTHON line (and, in the pre-commit shim,
+    its INSTALL_PATH line) filled in."""
     template = (hooks_source_dir() / name).read_text(encoding='utf-8')
     lines = template.splitlines(keepends=True)
+    values = {C.HOOK_PYTHON_LINE: python, C.HOOK_PACKAGE_PATH_LINE: package_parent_dir()}
+    filled = set()
     for i, line in enumerate(lines):
-        if line.startswith(C.HOOK_PYTHON_LINE):
-            lines[i] = f'{C.HOOK_PYTHON_LINE}{shlex.quote(python)}\n'
-            break
-    else:  # pragma: no cover - guarded by tests of every shipped hook
+        for prefix, value in values.items():
+            if line.startswith(prefix) and prefix not in filled:
+                lines[i] = f'{prefix}{shlex.quote(value)}\n'
+                filled.add(prefix)
+    if C.HOOK_PYTHON_LINE not in filled:  # pragma: no cover - guarded by tests of every shipped hook
         raise AssertionError(f'hook template {name} has no {C.HOOK_PYTHON_LINE} line')
     return ''.join(lines)
 

@@ -4,24 +4,29 @@ Resolution order for the root, first hit wins: `--root` flag, GIT_CKPT_ROOT,
 `git config ckpt.root` (local, then global, then system), autodetected
 cluster scratch, then a fallback under the user cache dir (with a warning:
 that one sits on the home filesystem, which is what we are trying to avoid).
-Standard library only (the hooks import it).
+Standard library only (the hooks import it).  The commit hook reads settings
+on every commit, so pathlib, typing and getpass are imported only by the
+functions that need them (the hook uses root_path(), which returns a string).
 """
 from __future__ import annotations
 
-import getpass
 import os
-from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _SCOPE_ORDER = {'worktree': 0, 'local': 1, 'global': 2, 'system': 3, 'command': -1}
 
 
-class Settings(NamedTuple):
-    """`ckpt.*` git config, already split by key (last value per scope wins)."""
-    entries: tuple[tuple[str, str, str], ...]  # (scope, key, value) in git's order
+class Settings(record('Settings', 'entries')):
+    """`ckpt.*` git config, already split by key (last value per scope wins).
+    entries: (scope, key, value) tuples in git's order."""
+    __slots__ = ()
 
     def get(self, key: str) -> tuple[str, str] | None:
         """(value, scope) of the most specific setting of `key`."""
@@ -44,13 +49,14 @@ def load_settings(cwd: str | os.PathLike[str] | None = None) -> Settings:
     return Settings(tuple(config_get_all(cwd)))
 
 
-class RootChoice(NamedTuple):
-    path: Path
-    source: str            # human-readable: where the root came from
-    warning: str | None    # set when the root sits on the home filesystem by fallback
+class RootChoice(record('RootChoice', 'path source warning')):
+    """path: the root (a Path); source: where it came from, human-readable;
+    warning: set when the root sits on the home filesystem by fallback."""
+    __slots__ = ()
 
 
 def user_name() -> str:
+    import getpass
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)
@@ -58,8 +64,13 @@ def user_name() -> str:
 
 
 def user_cache_dir() -> Path:
+    from pathlib import Path
+    return Path(_user_cache_dir())
+
+
+def _user_cache_dir() -> str:
     base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return Path(base) / C.FALLBACK_ROOT_NAME
+    return os.path.join(base, C.FALLBACK_ROOT_NAME)
 
 
 def _usable(path: str) -> bool:
@@ -83,31 +94,43 @@ def resolve_root(
         environ: dict[str, str] | os._Environ[str] = os.environ,
 ) -> RootChoice:
     """Pick the scratch root.  Does not create or check it (see scratch.ensure_root)."""
+    from pathlib import Path
+    path, source, warning = root_path(cli_root, settings, environ)
+    return RootChoice(Path(path), source, warning)
+
+
+def root_path(
+        cli_root: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+        environ: dict[str, str] | os._Environ[str] = os.environ,
+) -> tuple[str, str, str | None]:
+    """resolve_root() as (path string, source, warning), for callers that need
+    no Path (the commit hook)."""
     if cli_root:
-        return RootChoice(_absolute(cli_root), '--root', None)
+        return _absolute(cli_root), '--root', None
     if environ.get(C.ENV_ROOT):
-        return RootChoice(_absolute_setting(environ[C.ENV_ROOT], C.ENV_ROOT), C.ENV_ROOT, None)
+        return _absolute_setting(environ[C.ENV_ROOT], C.ENV_ROOT), C.ENV_ROOT, None
     configured = settings.get(C.CONFIG_ROOT) if settings is not None else None
     if configured:
         value, scope = configured
-        return RootChoice(_absolute_setting(value, f'{C.CONFIG_ROOT} ({scope} git config)'),
-                          f'git config {C.CONFIG_ROOT} ({scope})', None)
+        return (_absolute_setting(value, f'{C.CONFIG_ROOT} ({scope} git config)'),
+                f'git config {C.CONFIG_ROOT} ({scope})', None)
     for path, label in autodetect_candidates(environ):
         if _usable(path):
-            return RootChoice(_absolute(path), f'autodetected {label}', None)
-    fallback = user_cache_dir()
-    return RootChoice(
+            return _absolute(path), f'autodetected {label}', None
+    fallback = _user_cache_dir()
+    return (
         fallback, 'fallback (user cache dir)',
         f'scratch root {fallback} is on your home filesystem (no cluster scratch found); '
         f'set one with: git config --global {C.CONFIG_ROOT} /path/to/scratch',
     )
 
 
-def _absolute(path: str | os.PathLike[str]) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+def _absolute(path: str | os.PathLike[str]) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
-def _absolute_setting(value: str, where: str) -> Path:
+def _absolute_setting(value: str, where: str) -> str:
     """A root from the environment or git config must be absolute: hooks and
     jobs run from other directories, and a relative root would give each of
     them a different scratch dir."""
@@ -115,7 +138,7 @@ def _absolute_setting(value: str, where: str) -> Path:
     if not os.path.isabs(expanded):
         raise GitCkptError(f'scratch root {value!r} from {where} is a relative path',
                            'set an absolute path (or ~/...), e.g. /scratch/$USER')
-    return Path(os.path.normpath(expanded))
+    return os.path.normpath(expanded)
 
 
 def validate_name(name: str) -> str:

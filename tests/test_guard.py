@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from git_ckpt import constants as C
 from conftest import BIN_DIR, ckpt, git, make_repo, run, scratch_path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -470,6 +473,84 @@ def test_guard_fails_closed_when_git_ckpt_is_gone(inited_repo, monkeypatch):
     assert_committed(commit(inited_repo), inited_repo, before)
 
 
+def _set_hook_line(hook: Path, prefix: str, value: str) -> None:
+    text = re.sub(rf"^{prefix}=.*$", f"{prefix}='{value}'", hook.read_text(), flags=re.M)
+    hook.write_text(text)
+
+
+def test_shim_runs_python_without_site_and_never_imports_from_the_repository(inited_repo):
+    """The shim starts `python -S` with git_ckpt's dir from INSTALL_PATH; the
+    repository's own files (the hook's cwd) must not shadow the standard
+    library or git_ckpt: a `re.py`, `bisect.py` or `git_ckpt/` at the top that
+    exits 0 would silently let a checkpoint in."""
+    repo = inited_repo
+    hook = _hooks_dir(repo) / 'pre-commit'
+    assert f"INSTALL_PATH={Path(__file__).resolve().parent.parent}" in hook.read_text().replace("'", '')
+    assert ' -S -c ' in hook.read_text()
+    for rel in ('re.py', 'bisect.py', 'zlib.py', 'git_ckpt/__init__.py', 'git_ckpt/hook_entry.py'):
+        stage(repo, rel, 'raise SystemExit(0)\n')
+    before = head(repo)
+    stage(repo, 'out/checkpoint-3/model.safetensors')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-3/')
+
+
+def test_shim_finds_a_moved_package_through_site(inited_repo):
+    """INSTALL_PATH no longer holds git_ckpt (reinstalled elsewhere): the
+    launcher forgets it and searches as a normal start would (site-packages)."""
+    repo = inited_repo
+    _set_hook_line(_hooks_dir(repo) / 'pre-commit', 'INSTALL_PATH', str(repo.parent / 'gone'))
+    before = head(repo)
+    stage(repo, 'out/checkpoint-4/optimizer.pt')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-4/')
+    git('rm', '-r', '-q', '--cached', 'out', cwd=repo)
+    stage(repo, 'fine.txt')
+    assert_committed(commit(repo), repo, before)
+
+
+def test_shim_falls_back_to_path_when_the_python_lacks_git_ckpt(inited_repo, hermetic, monkeypatch):
+    """An interpreter that cannot import git_ckpt at all (exit 97): git-ckpt on
+    PATH runs the guard; without one the commit is blocked, never passed."""
+    repo = inited_repo
+    bare_venv = hermetic.tmp / 'bare-venv'
+    run([sys.executable, '-m', 'venv', '--without-pip', bare_venv])
+    hook = _hooks_dir(repo) / 'pre-commit'
+    _set_hook_line(hook, 'INSTALL_PYTHON', str(bare_venv / 'bin' / 'python'))
+    _set_hook_line(hook, 'INSTALL_PATH', str(hermetic.tmp / 'gone'))
+    git_dir = os.path.dirname(shutil.which('git'))
+    monkeypatch.setenv('PATH', f'{git_dir}:/usr/bin:/bin')
+    assert shutil.which('git-ckpt') is None
+    before = head(repo)
+    stage(repo, 'a.txt')
+    proc = commit(repo)
+    assert proc.returncode != 0 and head(repo) == before
+    assert 'the commit guard cannot run: git-ckpt is not installed' in proc.stderr
+    monkeypatch.setenv('PATH', f'{BIN_DIR}:{git_dir}:/usr/bin:/bin')
+    stage(repo, 'out/checkpoint-9/model.safetensors')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-9/')
+    git('rm', '-r', '-q', '--cached', 'out', cwd=repo)
+    assert_committed(commit(repo), repo, before)
+
+
+def test_offenders_among_many_files_case_and_unicode(inited_repo):
+    """Offenders anywhere in a long listing (the guard finds candidates with one
+    substring search over all paths), in any case, and behind a non-ASCII
+    character that IGNORECASE folds (KELVIN SIGN, U+212A, matches 'k')."""
+    repo = inited_repo
+    for i in range(300):
+        write(repo / f'src/m{i}.py', f'X = {i}\n')
+    offenders = {'A/Checkpoint-12/x.json': 'A/Checkpoint-12/', 'b/MODEL.SafeTensors': 'b/MODEL.SafeTensors',
+                 'c/chec\u212apoint-5/y': 'c/chec\u212apoint-5/', 'z/global_step7/w': 'z/global_step7/',
+                 'ünïcode/optimizer.pt': 'ünïcode/optimizer.pt', 'zz/last.CKPT': 'zz/last.CKPT'}
+    for rel in offenders:
+        write(repo / rel)
+    git('add', '-f', '-A', cwd=repo)
+    before = head(repo)
+    message = assert_blocked(commit(repo), repo, before, *offenders.values())
+    assert 'src/m' not in message
+    git('rm', '-r', '-q', '--cached', '--', *offenders, cwd=repo)
+    assert_committed(commit(repo), repo, before)
+
+
 # --- init and the pre-commit config ---------------------------------------------------
 
 CONFIG_WITH_COMMENTS = """\
@@ -687,3 +768,42 @@ def test_add_entry_layouts(text):
         if key != 'repos':
             assert data[key] == value
     assert 'default_install_hook_types' in data
+
+
+# --- the patterns matched without re (guard_patterns) agree with re --------------------
+
+_PATH_ALPHABET = 'checkpoint-tmp_glosbaruns.fdg/0123456789CHEKPTA\n *?[]'
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(['checkpoint-', 'tmp-checkpoint-', 'global_step', '.art',
+                                 'unsloth_compiled_cache', '/', '\n', '12', 'x', 'CHECKPOINT-', '-']),
+                max_size=6),
+       st.text(alphabet=_PATH_ALPHABET, max_size=12))
+def test_dir_match_without_re_agrees_with_re(pieces, noise):
+    import re as re_module
+    from git_ckpt import guard_patterns as P
+    assert P._DIR_SUBSET, 'the shipped dir patterns should be matched without re'
+    regex = re_module.compile(
+        '(?:^|/)(?:' + '|'.join(f'({r})' for r, _, _ in C.GUARD_DIR_PATTERNS) + ')(?=/|$)', re_module.I)
+    for path in (''.join(pieces) + noise, noise + ''.join(pieces), ''.join(pieces)):
+        m = regex.search(path)
+        assert P.dir_match(path) == ((m.lastindex, m.end(m.lastindex)) if m else None), repr(path)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet='abcxyz.*_', min_size=0, max_size=8), st.text(alphabet='abcxyz._\n', max_size=12))
+def test_glob_fullmatch_agrees_with_re(name, text):
+    import re as re_module
+    from git_ckpt.guard_patterns import glob_fullmatch
+    expected = bool(re_module.fullmatch(re_module.escape(name).replace(r'\*', '.*'), text, re_module.DOTALL))
+    assert glob_fullmatch(name, text) == expected, (name, text)
+
+
+def test_weight_names_match_as_before():
+    from git_ckpt.guard_patterns import weight_name
+    assert weight_name('model.safetensors') == '*.safetensors'
+    assert weight_name('pytorch_model-00001-of-00002.bin') == 'pytorch_model*.bin'
+    assert weight_name('rng_state_3.pth') == 'rng_state*.pth'
+    assert weight_name('optimizer.pt') == 'optimizer.pt'
+    assert weight_name('optimizer.pth') is None and weight_name('model.safetensors.md') is None
