@@ -230,9 +230,10 @@ class Lifecycle:
         self.scratch = scratch_path(self.repo)
         self.project = self.scratch.parent
         out = self.scratch / 'out'
-        for step in range(1, 25):
+        for step in range(1, 61):
             make_checkpoint(out, f'checkpoint-{step}', age=7200 - step,
-                            files={'model.safetensors': os.urandom(9000), 'sub/optimizer.pt': os.urandom(3000)},
+                            files={'model.safetensors': os.urandom(9000), 'sub/optimizer.pt': os.urandom(3000),
+                                   'sub/scheduler.pt': b's', 'rng_state.pth': b'r'},
                             state={'global_step': step, 'best_model_checkpoint': os.fspath(out / 'checkpoint-2')})
         for step in range(1, 6):
             make_checkpoint(self.scratch / 'runs' / 'b', f'checkpoint-{step * 10}', age=7200 - step)
@@ -240,8 +241,10 @@ class Lifecycle:
         for name in ('exp1', 'exp2'):
             wt = add_worktree(self.repo, hermetic.tmp / name)
             orphan = scratch_path(wt)
-            for step in range(1, 9):
-                make_checkpoint(orphan / 'out', f'checkpoint-{step}', age=7200 - step)
+            for step in range(1, 31):
+                make_checkpoint(orphan / 'out', f'checkpoint-{step}', age=7200 - step,
+                                files={'model.safetensors': os.urandom(5000), 'sub/optimizer.pt': b'o',
+                                       'sub/scheduler.pt': b's', 'rng_state.pth': b'r'})
             git('worktree', 'remove', wt, cwd=self.repo)
             self.orphans.append(orphan)
         self.template = hermetic.tmp / 'template'
@@ -352,6 +355,7 @@ PAIRS = {
     '3. two prunes at once': (['prune', '--keep', '1'], ['prune', '--keep', '1']),
     '3. prune + archive at once': (['prune', '--keep', '1'], ['archive']),
     '3. two archives at once': (['archive'], ['archive']),
+    '3. prune + archive --run at once': (['prune', '--keep', '1'], ['archive', '--run', 'out']),
 }
 # On the two orphaned scratch dirs (one lock each: a loser may skip one and do the other).
 ORPHAN_PAIRS = {
@@ -415,6 +419,7 @@ def run_pair(lifecycle, scenario: str, a: list[str], b: list[str], *, one_lock: 
         record_trial(scenario, failed=bool(problems))
         assert not problems, '\n'.join(problems)
     print(f'{scenario}: the lock turned one away in {busy_seen} of {TRIALS} trials')
+    assert busy_seen >= 1, f'the two never met at the lock in {TRIALS} trials: nothing was proved about it'
 
 
 @pytest.mark.slow
