@@ -347,7 +347,10 @@ class _Scanner:
         self.problems.extend(tree.errors)
         ckpt = Checkpoint(path, name, step, tree.size, tree.mtime, complete, in_progress, kind,
                           error, state_error, best, top.st_ino)
-        cacheable = complete and not in_progress and error is None
+        # A trainer_state.json that does not parse may be one being written
+        # (HF opens it, then writes): filling it in changes no directory's
+        # mtime, so a cached verdict would stick.  Re-read it on every scan.
+        cacheable = complete and not in_progress and error is None and state_error is None
         return ckpt, tree.links, cacheable, tree.dirs
 
     def _pick_best(self, run: Run) -> None:

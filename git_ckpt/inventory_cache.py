@@ -9,7 +9,9 @@ added, removed or renamed anywhere in the tree changes some directory's
 mtime/ctime, and replacing the checkpoint dir changes its inode, so the entry
 is re-measured.  Validating costs one lstat per *directory*, not per file.
 Not detected: a file rewritten in place under the same name (checkpoints are
-written once; HF writes trainer_state.json last).
+written once; HF writes trainer_state.json last).  That is why a checkpoint
+whose trainer_state.json does not parse (yet: HF creates it empty, then
+writes it) is never cached.
 
 The cache file lives in the scratch root's state dir, is written atomically
 (temp + rename), and a corrupt or foreign file is ignored and rebuilt.

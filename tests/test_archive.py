@@ -408,3 +408,46 @@ def test_archive_to_creates_missing_parents_0700(inited_repo, tmp_path):
     run(['sh', '-c', 'umask 000 && exec "$@"', 'sh', 'git', 'ckpt', 'archive', '--to', dest], cwd=inited_repo)
     for path in (tmp_path / 'a', tmp_path / 'a' / 'b', dest):
         assert oct(path.stat().st_mode & 0o777) == oct(0o700), path
+
+def test_archive_while_another_archive_moves_the_dir_names_that_archive(exp1, hermetic):
+    # Another `git ckpt archive` holds the lock and has renamed the scratch dir
+    # away; it makes the dir again before letting go.  We used to read the
+    # missing manifest before taking the lock and said "no scratch dir yet".
+    wt, scratch = exp1
+    moved = hermetic.root / 'moving'
+    os.rename(scratch, moved)
+    holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER.replace("'prune'", "'archive'"), scratch],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        proc = ckpt('archive', cwd=wt, check=False)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+        assert proc.stderr.splitlines() == [line for line in proc.stderr.splitlines()
+                                            if f'{scratch} is in use by `git ckpt archive` (pid {holder.pid}' in line]
+        assert not (hermetic.root / 'archive').exists() or os.listdir(hermetic.root / 'archive') == []
+    finally:
+        holder.kill()
+        holder.wait()
+    os.rename(moved, scratch)
+    ckpt('archive', cwd=wt)
+    assert os.listdir(hermetic.root / 'archive') == [f'exp1-{TODAY}']
+
+
+def test_archive_decides_under_the_lock(exp1, inited_repo, hermetic):
+    # What archive_one looked at before the lock can be stale once it has it:
+    # the dir archived meanwhile (and made again, empty) takes the next name,
+    # and a dir gone for good is reported, not an error.
+    from git_ckpt.commands.archive import archive_one
+    from git_ckpt.scratch import read_manifest
+    wt, scratch = exp1
+    manifest = read_manifest(scratch)
+    dest_root = hermetic.root / 'archive'
+    ckpt('archive', cwd=wt)   # another process got there first
+    assert sorted(os.listdir(scratch)) == ['.git-ckpt.json']
+    result = archive_one(scratch, scratch, manifest, run=None, dest_root=dest_root, fmt='dir',
+                         delete_source=True, dry_run=False)
+    assert result.dest == dest_root / f'exp1-{TODAY}-2'
+    assert not scratch.exists()  # moved into -2, not made again (recreate not asked for): gone for good
+    assert archive_one(scratch, scratch, manifest, run=None, dest_root=dest_root, fmt='dir',
+                       delete_source=True, dry_run=False) is None
+    assert sorted(os.listdir(dest_root)) == [f'exp1-{TODAY}', f'exp1-{TODAY}-2']

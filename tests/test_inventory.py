@@ -218,6 +218,25 @@ def test_in_progress_and_incomplete_are_never_cached(managed_scratch):
     assert entries == {}
 
 
+def test_trainer_state_read_while_being_written_is_not_cached(managed_scratch):
+    # HF's TrainerState.save_to_json opens the file (empty), then writes it.  A
+    # scan in between must not cache "corrupt": the write changes no directory
+    # mtime, and the verdict stuck (prune skipped the checkpoint for good, and
+    # the whole run while it was the newest: "best checkpoint unknown").
+    run_dir = managed_scratch / 'run'
+    make_checkpoint(run_dir, 'checkpoint-1')
+    ck = make_checkpoint(run_dir, 'checkpoint-2', state=None)
+    with open(ck / C.TRAINER_STATE_NAME, 'w', encoding='utf-8') as state:
+        seen = scan(managed_scratch)
+        assert seen.checkpoints[1].state_error == f'{C.TRAINER_STATE_NAME} is corrupt (not JSON)'
+        assert seen.runs[0].best_error is not None  # nothing deleted on a guess meanwhile
+        state.write(json.dumps({'global_step': 2, 'best_model_checkpoint': str(run_dir / 'checkpoint-1')}))
+    inv = scan(managed_scratch)
+    assert [c.state_error for c in inv.checkpoints] == [None, None]
+    assert inv.runs[0].best_error is None and inv.runs[0].best.name == 'checkpoint-1'
+    assert not [p for p in inv.problems if 'corrupt' in p]
+
+
 @pytest.mark.parametrize('garbage', [b'{not json', b'[1, 2]', b'\x00\xff' * 10,
                                      b'{"schema": 1, "entries": {"run/checkpoint-1": {"dirs": "x"}}}',
                                      b'{"schema": 1, "entries": {"run/checkpoint-1": {"dirs": [[".", 1, 2, 3]], '

@@ -301,3 +301,26 @@ def test_archive_failing_after_git_removed_the_worktree_leaves_an_intact_orphan(
         assert os.fspath(scratch) in ckpt('gc', '--dry-run', cwd=inited_repo).stdout
     finally:
         subprocess.run(['umount', '-l', small], check=False)
+
+
+def test_gc_whose_list_is_stale_skips_what_another_gc_took(inited_repo, hermetic, three_orphans, capsys):
+    # Two gc at once: both list the orphans, then take each one's lock in
+    # turn.  What the other took first is gone by then: say so, do not fail
+    # (it used to be "cannot open scratch dir ...: No such file or directory").
+    from git_ckpt import archive, targets, worktree
+    from git_ckpt.commands.remove import _apply
+    from git_ckpt.settings import load_settings
+    orphans, new3 = three_orphans
+    here = worktree.current_worktree(inited_repo)
+    stale = targets.orphans(worktree.locate(here).project_dir, here.common_dir)
+    assert sorted(o.scratch_dir for o in stale) == sorted(orphans)
+    ckpt('gc', '--delete', '--yes', cwd=inited_repo)     # the other gc
+    settings = load_settings(inited_repo)
+    dest_root = lambda: archive.archive_root(None, settings, hermetic.root)  # noqa: E731
+    for orphan in stale:
+        _apply('delete', orphan.scratch_dir, orphan.manifest, dest_root)
+        _apply('archive', orphan.scratch_dir, orphan.manifest, dest_root)
+    out = capsys.readouterr().out
+    assert out.count('is not there any more') == 6
+    assert not (hermetic.root / 'archive').exists() or os.listdir(hermetic.root / 'archive') == []
+    assert new3.is_dir()

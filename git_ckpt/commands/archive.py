@@ -10,6 +10,7 @@ from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
 from git_ckpt.scratch import ensure_private_dir, is_managed, read_manifest
 from git_ckpt.settings import load_settings
+from git_ckpt.state import root_of
 
 
 def _run_dir(scratch_dir: Path, run: str) -> Path:
@@ -23,12 +24,15 @@ def _run_dir(scratch_dir: Path, run: str) -> Path:
 
 
 def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None, dest_root: Path,
-                fmt: str, delete_source: bool, dry_run: bool) -> archive.Archived | None:
-    """Archive one scratch dir (or one run in it); None for a dry run."""
+                fmt: str, delete_source: bool, dry_run: bool,
+                recreate: worktree.Location | None = None) -> archive.Archived | None:
+    """Archive one scratch dir (or one run in it); None for a dry run, or when
+    another git-ckpt process archived or deleted it first.  `recreate`: the
+    live worktree whose (now empty) scratch dir is made again afterwards."""
     name = archive.worktree_name(manifest, scratch_dir)
-    dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
-    rename = fmt == 'dir' and transfer.same_filesystem(src, dest_root)
     if dry_run:
+        dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
+        rename = fmt == 'dir' and transfer.same_filesystem(src, dest_root)
         how = ('rename: same filesystem, nothing copied' if rename else
                f'{"pack" if fmt == "tar.zst" else "copy"} and verify'
                f'{", then delete the source" if delete_source else ", source kept"}')
@@ -38,7 +42,16 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
             'worktree_id': manifest.get('worktree_id'), 'branch': manifest.get('branch'),
             'project': manifest.get('project'), 'scratch_dir': os.fspath(scratch_dir)}
     with scratch_lock(scratch_dir, 'archive'):
+        # Everything below is decided under the lock: what we looked at before
+        # may have been archived or deleted by another git-ckpt meanwhile, and
+        # a name chosen before the lock may have been taken by it.
+        if not _still_there(src, scratch_dir, manifest):
+            info(f'{src} is not there any more (another git-ckpt archived or deleted it first); nothing to do')
+            return None
+        dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
         result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta)
+        if recreate is not None and result.source_gone:
+            worktree.create_scratch_dir(recreate)  # the live worktree keeps a (now empty) scratch dir
     resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
     info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
          f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
@@ -48,6 +61,25 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
     elif not result.source_gone:
         info(f'the source is kept ({src}); to free it: rerun with --delete-source')
     return result
+
+
+def _still_there(src: Path, scratch_dir: Path, manifest: dict) -> bool:
+    """The scratch dir we read `manifest` from is still managed by the same
+    worktree id, and `src` in it is still a real directory."""
+    now = read_manifest(scratch_dir)
+    return (now is not None and now.get('worktree_id') == manifest.get('worktree_id')
+            and src.is_dir() and not src.is_symlink())
+
+
+def _manifest_under_lock(scratch_dir: Path) -> dict | None:
+    """The scratch dir's manifest.  When it is missing, read it again under the
+    lock: another archive may be moving the dir away and making it again right
+    now (then the lock says so: "in use by ...")."""
+    manifest = read_manifest(scratch_dir)
+    if manifest is None and root_of(scratch_dir) is not None:
+        with scratch_lock(scratch_dir, 'archive'):
+            manifest = read_manifest(scratch_dir)
+    return manifest
 
 
 def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, run: str | None,
@@ -67,17 +99,16 @@ def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, 
             info('no orphaned scratch dirs for this repository')
             return 0
     else:
-        manifest = read_manifest(location.scratch_dir)
+        manifest = _manifest_under_lock(location.scratch_dir)
         if manifest is None:
             raise GitCkptError(f'{wt.top} has no scratch dir yet ({location.scratch_dir})',
                                'nothing to archive')
         src = _run_dir(location.scratch_dir, run) if run else location.scratch_dir
         jobs = [(src, location.scratch_dir, manifest)]
     for src, scratch_dir, manifest in jobs:
-        result = archive_one(src, scratch_dir, manifest, run=run, dest_root=dest_root, fmt=fmt,
-                             delete_source=delete_source, dry_run=dry_run)
-        if result and result.source_gone and not orphans and not run:
-            worktree.create_scratch_dir(location)  # the live worktree keeps a (now empty) scratch dir
+        archive_one(src, scratch_dir, manifest, run=run, dest_root=dest_root, fmt=fmt,
+                    delete_source=delete_source, dry_run=dry_run,
+                    recreate=None if orphans or run else location)
     return 0
 
 

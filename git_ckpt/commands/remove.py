@@ -9,6 +9,7 @@ dir archived or deleted; if that fails, the dir is intact as an orphan and
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def _apply(action: str, scratch_dir: Path, manifest: dict, dest_root_of) -> None
                     delete_source=True, dry_run=False)
     elif action == 'delete':
         with scratch_lock(scratch_dir, 'delete'):
+            if not os.path.lexists(scratch_dir):  # another gc/remove got the lock first
+                info(f'{scratch_dir} is not there any more (another git-ckpt deleted or archived it first)')
+                return
             archive.delete_scratch_dir(scratch_dir)
         info(f'deleted {scratch_dir}')
 
