@@ -390,6 +390,7 @@ def test_archive_waits_for_no_one_it_names_the_lock_holder(exp1, shm_dest):
 
 # --- issue 8, scenario 5: an archive dir someone else owns, parents made 0700 -----
 
+
 def test_archive_dir_of_another_user_is_refused(inited_repo, unprivileged_user, tmp_path):
     from conftest import assert_error
     theirs = tmp_path / 'their-archives'
@@ -408,6 +409,7 @@ def test_archive_to_creates_missing_parents_0700(inited_repo, tmp_path):
     run(['sh', '-c', 'umask 000 && exec "$@"', 'sh', 'git', 'ckpt', 'archive', '--to', dest], cwd=inited_repo)
     for path in (tmp_path / 'a', tmp_path / 'a' / 'b', dest):
         assert oct(path.stat().st_mode & 0o777) == oct(0o700), path
+
 
 def test_archive_while_another_archive_moves_the_dir_names_that_archive(exp1, hermetic):
     # Another `git ckpt archive` holds the lock and has renamed the scratch dir
