@@ -262,4 +262,3 @@ def test_both_copy_paths_give_the_same_verified_copy(shm_dir, tmp_path, monkeypa
     assert manifest['files']['run1/checkpoint-1/model.safetensors']['sha256'] == \
         hashlib.sha256(payload).hexdigest()
     assert transfer.verify(dest) == []
-
