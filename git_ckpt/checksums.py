@@ -31,7 +31,7 @@ COPY_BUFFERS = 4
 # Written blocks are handed to writeback every WRITEBACK_STEP bytes, so the
 # disk works while the copy goes on and the final fsync waits for a tail only.
 WRITEBACK_STEP = 8 << 20
-WRITEBACK = True
+WRITEBACK = hasattr(os, 'posix_fadvise')   # Linux; elsewhere the fsync does it all
 # None: pipeline when a core looks free (see _spare_cpu); True/False force it.
 PIPELINE: bool | None = None
 
@@ -210,8 +210,12 @@ def _write_and_check(dest_fd: int, back_fd: int, buf: bytearray, back: bytearray
     end = offset + n
     if WRITEBACK and end % WRITEBACK_STEP == 0:
         # Start writeback of the last verified step now (it does not wait);
-        # DONTNEED then drops only the pages already clean.
-        os.posix_fadvise(dest_fd, end - WRITEBACK_STEP, WRITEBACK_STEP, os.POSIX_FADV_DONTNEED)
+        # DONTNEED then drops only the pages already clean.  Advice only: a
+        # filesystem that refuses it loses nothing, the fsync still follows.
+        try:
+            os.posix_fadvise(dest_fd, end - WRITEBACK_STEP, WRITEBACK_STEP, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
 
 
 def read_manifest(tree: Path) -> dict | None:
