@@ -73,16 +73,19 @@ def choose_dest(dest_root: Path, base: str, fmt: str, src: Path) -> tuple[Path, 
     under one of this base's names is resumed; otherwise the first free name."""
     suffix = TAR_SUFFIX if fmt == 'tar.zst' else ''
     src_real = os.path.realpath(src)
-    candidates = [dest_root / f'{base if i == 1 else f"{base}-{i}"}{suffix}' for i in range(1, 1000)]
-    for final in candidates:
-        partial = final.with_name(final.name + C.PARTIAL_SUFFIX)
-        if not os.path.lexists(final) and os.path.lexists(partial) and \
-                _partial_source(partial, fmt) == src_real:
-            return final, True
-    for final in candidates:
-        partial = final.with_name(final.name + C.PARTIAL_SUFFIX)
-        if not os.path.lexists(final) and not os.path.lexists(partial):
-            return final, False
+    try:
+        taken = set(os.listdir(dest_root))   # one listing, not ~2000 lstat calls
+    except OSError:
+        taken = set()
+    names = [f'{base if i == 1 else f"{base}-{i}"}{suffix}' for i in range(1, 1000)]
+    for name in names:
+        partial = name + C.PARTIAL_SUFFIX
+        if name not in taken and partial in taken and \
+                _partial_source(dest_root / partial, fmt) == src_real:
+            return dest_root / name, True
+    for name in names:
+        if name not in taken and name + C.PARTIAL_SUFFIX not in taken:
+            return dest_root / name, False
     raise GitCkptError(f'too many archives named {base}* in {dest_root}', 'clean up old archives')
 
 

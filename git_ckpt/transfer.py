@@ -5,10 +5,12 @@ Used by `archive`, `restore` and `migrate`.  The rules:
   10 MB and 1 TB.  The manifest then records names and sizes only.
 - Otherwise the tree is copied into `<dest>.partial`: each block is read
   once, hashed (sha256), written, read back from the destination and
-  compared with what was hashed (checksums.copy_file); each file is fsynced.  Only when every
-  file matched is the checksum manifest written, the
-  `.partial` renamed to its final name, and (if asked) the source deleted:
-  only the files that were verified, never following a symlink.
+  compared with what was hashed (checksums.copy_file); each file is fsynced
+  before its journal line is written.  Files are copied two at a time when
+  there are cores for it (parallel.py).  Only when every file matched is the
+  checksum manifest written, the `.partial` renamed to its final name, and
+  (if asked) the source deleted: only the files that were verified, never
+  following a symlink.
 - kill -9 at any point: the source is untouched and `<dest>.partial` holds a
   journal of the files already copied and verified; a rerun skips those and
   copies the rest.  A tree without a complete manifest never verifies.
@@ -20,6 +22,7 @@ import errno
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +31,7 @@ from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_fi
                                  delete_listed, delete_verified, fsync_dir, hash_file,
                                  read_manifest, verify, write_manifest)
 from git_ckpt.errors import GitCkptError
+from git_ckpt.parallel import run_parallel
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree
 from git_ckpt.scratch import check_owned_dir, now_iso
@@ -271,45 +275,51 @@ def _copy_entries(src: Path, partial: Path, entries: list[Entry], done: dict,
     links: dict[str, str] = {}        # rel -> rel of the first name of the same inode
     first_name: dict[tuple[int, int], str] = {}
     resumed = 0
-    unique: dict = {}
+    jobs: list[Entry] = []
     for e in entries:
-        if e.kind == 'file':
-            unique.setdefault(e.inode or e.rel, e.size)
-    total = sum(unique.values())
+        target = partial / e.rel
+        if e.kind == 'dir':
+            os.makedirs(target, 0o700, exist_ok=True)
+        elif e.kind == 'link':
+            if target.is_symlink():
+                os.unlink(target)
+            os.symlink(e.target, target)
+        elif e.inode and e.inode in first_name:
+            links[e.rel] = first_name[e.inode]   # linked once its first name is copied
+        else:
+            if e.inode:
+                first_name[e.inode] = e.rel
+            if _still_valid(done, e) and _size_of(target) == e.size:
+                hashes[e.rel] = done[e.rel]['sha256']
+                resumed += 1
+            else:
+                jobs.append(e)
+    total = sum(e.size for e in jobs)
     with byte_progress(total, f'copying to {partial.name[:-len(PARTIAL)]}', progress) as bar, \
             open(partial / JOURNAL, 'a', encoding='utf-8') as journal:
-        for e in entries:
+        journal_lock = threading.Lock()
+
+        def copy_one(e: Entry, advance, pipeline: bool | None) -> None:
             target = partial / e.rel
-            if e.kind == 'dir':
-                os.makedirs(target, 0o700, exist_ok=True)
-            elif e.kind == 'link':
-                if target.is_symlink():
-                    os.unlink(target)
-                os.symlink(e.target, target)
-            elif e.inode and e.inode in first_name:
-                links[e.rel] = first_name[e.inode]
-                hashes[e.rel] = hashes[links[e.rel]]
-                if target.exists() or target.is_symlink():
-                    os.unlink(target)
-                os.link(partial / links[e.rel], target)
-            else:
-                if e.inode:
-                    first_name[e.inode] = e.rel
-                if _still_valid(done, e) and _size_of(target) == e.size:
-                    hashes[e.rel] = done[e.rel]['sha256']
-                    resumed += 1
-                    bar.advance(e.size)
-                    continue
-                digest = copy_file(src / e.rel, target, bar.advance)
-                os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
-                bad = check_file(target, None, e.size)  # same size as when scanned
-                if bad:
-                    raise GitCkptError(f'{target} does not match its source after copying ({bad})',
-                                       'check the destination filesystem; the source is intact')
-                hashes[e.rel] = digest
+            digest = copy_file(src / e.rel, target, advance, pipeline)
+            os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+            bad = check_file(target, None, e.size)  # same size as when scanned
+            if bad:
+                raise GitCkptError(f'{target} does not match its source after copying ({bad})',
+                                   'check the destination filesystem; the source is intact')
+            hashes[e.rel] = digest
+            with journal_lock:   # a line only for a file copied, verified and fsynced
                 journal.write(json.dumps({'rel': e.rel, 'size': e.size, 'mtime_ns': e.mtime_ns,
                                           'sha256': digest}) + '\n')
                 journal.flush()
+
+        run_parallel(jobs, copy_one, bar.advance)
+    for rel, first in links.items():
+        target = partial / rel
+        if target.exists() or target.is_symlink():
+            os.unlink(target)
+        os.link(partial / first, target)
+        hashes[rel] = hashes[first]
     return hashes, links, resumed
 
 
