@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ckpt, git, scratch_path
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 
 from faults import trees
@@ -146,3 +146,199 @@ def test_prune_on_random_trees(sandbox, data):
     expected = minus(before, trees.expected_prune(spec, keep))
     trial('4. containment: prune on random trees', outside, sb, delta=nlink_delta([before], [expected]),
           inside=exit_ok(real, 'prune') + differences(sb.state(sb.scratch), expected))
+
+
+# --- a checkpoint dir (or its run, or the scratch dir) swapped for a symlink ----------
+
+class Attacker:
+    """Swaps a real dir inside the root for a symlink to a dir outside: the
+    dir is moved aside (still inside the root) and what it held is recorded,
+    so the test can check nothing of it was lost either."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self.victim = sb.outside.mirror('generic')
+        (self.victim / 'sub').mkdir()
+        for rel in ('model.safetensors', 'trainer_state.json', 'sub/x.bin'):
+            (self.victim / rel).write_bytes(os.urandom(64))
+        self.swaps: list[tuple[Path, Path, dict]] = []   # (path, aside, its state when moved)
+
+    def mirror(self, path: Path, name: str) -> Path:
+        """An outside copy of `path` (same names, sizes and mtimes): a
+        symlink to it fools any check that looks through the link."""
+        copy = self.sb.outside.base / 'victims' / name
+        shutil.copytree(path, copy, symlinks=True)
+        return copy
+
+    def swap(self, path: Path, target: Path | None = None) -> None:
+        aside = self.sb.root / f'.aside-{len(self.swaps)}'
+        state = self.sb.state(path)
+        os.rename(path, aside)
+        os.symlink(target or self.victim, path)
+        self.swaps.append((path, aside, state))
+
+    def lost(self) -> list[str]:
+        """What moved aside is all still there."""
+        return [f'aside {aside}: ' + '; '.join(differences(self.sb.state(aside), state))
+                for _, aside, state in self.swaps if self.sb.state(aside) != state]
+
+    def undo(self) -> None:
+        for path, aside, _ in reversed(self.swaps):
+            if os.path.islink(path):
+                os.unlink(path)
+            if not os.path.lexists(path) and os.path.isdir(path.parent):
+                os.rename(aside, path)
+            else:
+                trees.clear(aside)
+                os.rmdir(aside)
+        self.swaps.clear()
+
+
+SWAP_STAGES = ['checkpoint, between listing and delete', 'checkpoint, after the re-check before the rename',
+               'checkpoint, after the rename aside before rmtree', 'a dir inside a checkpoint, mid-rmtree',
+               'run dir, between listing and delete', 'scratch dir, between listing and delete']
+
+
+def swapping_prune(sb: Sandbox, attacker: Attacker, stage: str, target: Path, nth: int,
+                   run_copy: Path | None, scratch_copy: Path | None):
+    """Run the real pruning code with the attacker's swap at `stage`; the plan.
+    `run_copy`/`scratch_copy`: outside copies the run/scratch dir stages link to."""
+    from git_ckpt import pruning, retention, safe_delete
+    from git_ckpt.errors import GitCkptError
+    real_apply, real_lstat_at, real_rmtree_at = retention.apply, retention.lstat_at, safe_delete.rmtree_at
+    calls = {'n': 0}
+
+    def apply(plan, progress=None):
+        if stage.startswith('checkpoint, between'):
+            attacker.swap(target)
+        elif run_copy is not None:
+            attacker.swap(target.parent, run_copy)
+        elif scratch_copy is not None:
+            attacker.swap(sb.scratch, scratch_copy)
+        return real_apply(plan, progress)
+
+    def lstat_at(parent_fd, name):
+        result = real_lstat_at(parent_fd, name)
+        if not calls['n']:
+            if stage.startswith('checkpoint, after the re-check') and name == target.name:
+                calls['n'] += 1
+                attacker.swap(target)
+            elif stage.startswith('checkpoint, after the rename') and name.startswith(C.PRUNE_TRASH_PREFIX):
+                calls['n'] += 1
+                attacker.swap(target.parent / name)
+        return result
+
+    def rmtree_at(parent_fd, name):
+        path = Path(os.readlink(f'/proc/self/fd/{parent_fd}')) / name
+        if stage.startswith('a dir inside') and not os.path.islink(path) and path.is_dir():
+            calls['n'] += 1
+            if calls['n'] == nth:
+                attacker.swap(path)
+        return real_rmtree_at(parent_fd, name)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retention, 'apply', apply)
+        mp.setattr(retention, 'lstat_at', lstat_at)
+        mp.setattr(retention, 'rmtree_at', rmtree_at)
+        mp.setattr(safe_delete, 'rmtree_at', rmtree_at)
+        try:
+            return pruning.prune_scratch_dir(sb.scratch, 1, grace=C.PRUNE_GRACE_SECONDS)
+        except GitCkptError:
+            return None
+
+
+@pytest.mark.parametrize('stage', SWAP_STAGES)
+@FEW
+@given(data=st.data())
+def test_checkpoint_swapped_for_a_symlink_between_listing_and_delete(sandbox, stage, data):
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=2), label='spec')
+    nth = data.draw(st.integers(1, 4), label='nth dir in rmtree')
+    gone = trees.expected_prune(spec, 1)
+    if not gone:
+        spec.runs[next(iter(spec.runs))][1000] = []  # something to delete
+        gone = trees.expected_prune(spec, 1)
+    before = sb.fresh(spec)
+    target = Path(os.fsdecode(os.path.join(os.fsencode(sb.scratch), data.draw(st.sampled_from(gone)))))
+    attacker = Attacker(sb)
+    run_copy = attacker.mirror(target.parent, 'run') if stage.startswith('run') else None
+    scratch_copy = attacker.mirror(sb.scratch, 'scratch') if stage.startswith('scratch') else None
+    try:
+        outside = snapshot(sb.outside.base)
+        plan = swapping_prune(sb, attacker, stage, target, nth, run_copy, scratch_copy)
+        if not attacker.swaps:
+            reject()  # the tree had fewer dirs than `nth`: no swap, no trial
+        swapped = {os.fsencode(p) for p, _, _ in attacker.swaps}
+        inside = attacker.lost()
+        if plan is not None and stage.startswith(('checkpoint', 'run', 'scratch')):
+            hit = [c for c in plan.deleted if os.fsencode(c.path) in swapped
+                   or any(os.fsencode(c.path).startswith(s + b'/') for s in swapped)]
+            inside += [f'reported deleted although swapped: {c.path}' for c in hit]
+        # Hard links to outside inodes went only with what was deleted: count them where they are now.
+        now = [sb.state(sb.scratch) if not os.path.islink(sb.scratch) else {}] + \
+              [sb.state(aside) for _, aside, _ in attacker.swaps]
+        trial(f'4. containment: {stage}, swapped for a symlink', outside, sb,
+              delta=nlink_delta([before], now), inside=inside)
+    finally:
+        attacker.undo()
+
+
+ATTACKER = r'''
+import os, sys, time
+victim, stop, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+swaps = 0
+while not os.path.exists(stop):
+    for path in paths:
+        aside = path + '.attacker-aside'
+        try:
+            os.rename(path, aside)
+        except OSError:
+            continue
+        os.symlink(victim, path)
+        swaps += 1
+        time.sleep(0.0002)
+        os.unlink(path)
+        os.rename(aside, path)
+print(swaps)
+'''
+
+
+@FEW
+@given(data=st.data())
+def test_prune_while_a_second_process_swaps_dirs_for_symlinks(sandbox, data):
+    """A real concurrent attacker: a process swapping every checkpoint dir and
+    run dir for a symlink to an outside dir (and back) in a loop while
+    `git ckpt prune --keep 1` runs."""
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=2), label='spec')
+    before = sb.fresh(spec)
+    attacker = Attacker(sb)
+    base = os.fsencode(sb.scratch)
+    targets = [os.path.join(base, run, f'checkpoint-{step}'.encode()) for run, steps in spec.runs.items()
+               for step in steps] + [os.path.join(base, run) for run in spec.runs]
+    outside = snapshot(sb.outside.base)
+    stop = sb.tmp / 'stop-attacker'
+    proc = subprocess.Popen([sys.executable, '-c', ATTACKER, os.fspath(attacker.victim), os.fspath(stop),
+                             *targets], stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.05)
+        prune = cli('prune', '--keep', '1', cwd=sb.repo)
+    finally:
+        stop.touch()
+        swaps = int(proc.communicate(timeout=60)[0] or 0)
+        stop.unlink()
+    after = sb.state(sb.scratch)
+    gone = trees.expected_prune(spec, 1)
+    # What prune was to keep is all there; what it was to delete is gone or whole.
+    inside = differences(minus(after, gone), minus(before, gone))
+    for rel in gone:
+        now, then = trees.subtree(after, rel), trees.subtree(before, rel)
+        if now and now != then:
+            inside.append(f'{rel!r} half deleted, not reported: {said(prune)[-500:]}'
+                          if prune.returncode == 0 else '')
+    inside = [i for i in inside if i]
+    assert swaps > 0, 'the attacker never got to swap anything'
+    if b'Traceback' in prune.stderr:
+        inside.append(said(prune))
+    trial('4. containment: prune while another process swaps dirs for symlinks', outside, sb,
+          delta=nlink_delta([before], [after]), inside=inside)

@@ -276,6 +276,14 @@ def minus(state: dict, gone: list[bytes]) -> dict:
             if not any(k == g or k.startswith(g + b'/') for g in gone)}
 
 
+def subtree(state: dict, rel: bytes) -> dict:
+    """The entries of `state` under `rel` (rel itself as b'')."""
+    out = {k[len(rel) + 1:]: v for k, v in state.items() if k.startswith(rel + b'/')}
+    if rel in state:
+        out[b''] = state[rel]
+    return out
+
+
 def clear(directory: Path, keep: tuple[bytes, ...] = ()) -> None:
     """Empty a scratch dir between examples (never following links)."""
     import shutil
