@@ -342,3 +342,118 @@ def test_prune_while_a_second_process_swaps_dirs_for_symlinks(sandbox, data):
         inside.append(said(prune))
     trial('4. containment: prune while another process swaps dirs for symlinks', outside, sb,
           delta=nlink_delta([before], [after]), inside=inside)
+
+
+# --- archive, restore, remove, gc, migrate ----------------------------------------------
+
+def ours_stripped(state: dict) -> dict:
+    """A tree without git-ckpt's own manifests (rewritten by design)."""
+    return {k: v for k, v in state.items() if k not in (MANIFEST, ARCHIVE_MANIFEST)}
+
+
+ARCHIVE_MODES = [('same filesystem', 'dir', False), ('across filesystems', 'dir', False),
+                 ('across filesystems', 'dir', True), ('across filesystems', 'tar.zst', True),
+                 ('same filesystem', 'tar.zst', False)]
+
+
+@pytest.mark.parametrize('where,fmt,delete_source', ARCHIVE_MODES)
+@FEW
+@given(data=st.data())
+def test_archive_then_restore_random_trees(sandbox, shm_area, where, fmt, delete_source, data):
+    sb = sandbox
+    cross = where == 'across filesystems'
+    spec = data.draw(trees.specs(sb.outside, max_runs=2), label='spec')
+    before = ours_stripped(sb.fresh(spec))
+    archive_dir = shm_area / 'archive' if cross else sb.root / 'archive'
+    if archive_dir.exists():
+        trees.clear(archive_dir)
+    outside = snapshot(sb.outside.base)
+    flags = [*(['--to', archive_dir] if cross else []), *(['--delete-source'] if delete_source else [])]
+    made = cli('archive', '--format', fmt, *flags, cwd=sb.repo)
+    name = f'archive --format {fmt} {where}{" --delete-source" if delete_source else ""}'
+    archives = sorted(archive_dir.iterdir()) if archive_dir.is_dir() else []
+    moved = delete_source or (fmt == 'dir' and not cross)
+    scratch_after = ours_stripped(sb.state(sb.scratch))
+    inside = exit_ok(made, 'archive') + differences(scratch_after, {b'': ('dir',)} if moved else before)
+    archive_state = {}
+    if len(archives) != 1:
+        inside.append(f'expected one archive, found {archives}')
+    elif fmt == 'dir':
+        archive_state = ours_stripped(sb.state(archives[0]))
+        inside += differences(archive_state, without_inodes(before) if cross else before)
+    trial(f'4. containment: {name}', outside, sb, delta=nlink_delta([before], [scratch_after, archive_state]),
+          inside=inside)
+
+    restored = cli('restore', '--force', archives[0], cwd=sb.repo)
+    scratch_after = ours_stripped(sb.state(sb.scratch))
+    renamed_back = fmt == 'dir' and not cross
+    left = ours_stripped(sb.state(archives[0])) if fmt == 'dir' and archives[0].exists() else {}
+    trial(f'4. containment: restore --force from {name}', outside, sb,
+          delta=nlink_delta([before], [scratch_after, left]),
+          inside=exit_ok(restored, 'restore') + differences(scratch_after,
+                                                            before if renamed_back else without_inodes(before)))
+
+
+@pytest.mark.parametrize('how', ['remove --delete', 'remove --archive', 'gc --delete', 'gc --archive'])
+@FEW
+@given(data=st.data())
+def test_remove_and_gc_random_trees(sandbox, how, data):
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=2), label='spec')
+    wt = sb.tmp / 'projects' / f'w{len(list((sb.tmp / "projects").iterdir()))}'
+    git('worktree', 'add', '-q', wt, cwd=sb.repo)
+    scratch = scratch_path(wt)
+    before = ours_stripped(sb.fresh(spec, where=scratch))
+    archive_dir = sb.root / 'archive'
+    if archive_dir.exists():
+        trees.clear(archive_dir)
+    outside = snapshot(sb.outside.base)
+    command, action = how.split()
+    if command == 'remove':
+        proc = cli('remove', action, '--yes', '--force', wt, cwd=sb.repo)
+    else:
+        git('worktree', 'remove', '--force', wt, cwd=sb.repo)
+        proc = cli('gc', action, '--yes', cwd=sb.repo)
+    inside = exit_ok(proc, how)
+    if os.path.lexists(scratch):
+        inside.append(f'{scratch} is still there')
+    archived = {}
+    if action == '--archive':
+        archives = sorted(archive_dir.iterdir()) if archive_dir.is_dir() else []
+        if len(archives) != 1:
+            inside.append(f'expected one archive, found {archives}')
+        else:
+            archived = ours_stripped(sb.state(archives[0]))
+            inside += differences(archived, before)
+    trial(f'4. containment: {how} --yes on random trees', outside, sb,
+          delta=nlink_delta([before], [archived]), inside=inside)
+
+
+@pytest.mark.parametrize('where', ['same filesystem', 'across filesystems'])
+@FEW
+@given(data=st.data())
+def test_migrate_random_trees(sandbox, shm_area, where, data):
+    sb = sandbox
+    cross = where == 'across filesystems'
+    spec = data.draw(trees.specs(sb.outside, max_runs=2), label='spec')
+    env = dict(os.environ)
+    if cross:
+        env['GIT_CKPT_ROOT'] = os.fspath(shm_area / 'root')
+        (shm_area / 'root').mkdir(mode=0o700, exist_ok=True)
+    source = sb.repo / 'outputs'
+    if source.is_symlink():
+        source.unlink()
+    source.mkdir()
+    before = sb.fresh(spec, where=source)
+    outside = snapshot(sb.outside.base)
+    proc = cli('migrate', 'outputs', cwd=sb.repo, env=env)
+    dest = Path(subprocess.run(['git', 'ckpt', 'path'], cwd=sb.repo, env=env, capture_output=True,
+                               text=True).stdout.strip()) / 'outputs'
+    moved = ours_stripped(sb.state(dest)) if dest.is_dir() else {}
+    inside = exit_ok(proc, 'migrate') + differences(moved, without_inodes(before) if cross else before)
+    if not (source.is_symlink() and os.path.realpath(source) == os.path.realpath(dest)):
+        inside.append(f'{source} is not a link to {dest}')
+    trial(f'4. containment: migrate {where}', outside, sb, delta=nlink_delta([before], [moved]), inside=inside)
+    if dest.is_dir():
+        trees.clear(dest)
+        dest.rmdir()
