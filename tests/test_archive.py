@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ckpt, git, run, scratch_path
+from conftest import run as run_cli
 from test_transfer import SHM, tree_digest
 
 from git_ckpt import transfer
@@ -386,3 +387,26 @@ def test_archive_waits_for_no_one_it_names_the_lock_holder(exp1, shm_dest):
         holder.kill()
         holder.wait()
     ckpt('archive', '--to', shm_dest, cwd=wt)
+
+
+@pytest.mark.parametrize('linked', ['scratch dir', 'dir on the way to the run'])
+def test_run_archive_never_goes_through_a_symlink(exp1, hermetic, linked):
+    """Found by tests/faults/test_containment.py (minimized): with the scratch
+    dir replaced by a symlink to an outside copy, `archive --run RUN` checked
+    only the last component and renamed the outside RUN into the archive."""
+    wt, scratch = exp1
+    outside = hermetic.tmp / 'outside'
+    if linked == 'scratch dir':
+        shutil.copytree(scratch, outside / 'copy', symlinks=True)
+        os.rename(scratch, scratch.with_name('aside'))
+        os.symlink(outside / 'copy', scratch)
+        run = 'run1'
+    else:
+        fill(outside / 'copy', 'run1', steps=(30,), size=1000)
+        os.symlink(outside / 'copy', scratch / 'group')
+        run = 'group/run1'
+    before = tree_digest(outside)
+    proc = run_cli(['git', 'ckpt', 'archive', '--run', run], cwd=wt, check=False)
+    assert proc.returncode == 1 and 'symlink' in proc.stderr and 'Traceback' not in proc.stderr
+    assert tree_digest(outside) == before
+    assert not (hermetic.root / 'archive').exists() or not any((hermetic.root / 'archive').iterdir())

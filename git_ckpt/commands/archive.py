@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from git_ckpt import archive, inventory, targets, transfer, worktree
@@ -16,9 +17,19 @@ def _run_dir(scratch_dir: Path, run: str) -> Path:
     rel = PurePosixPath(run.strip('/'))
     if not rel.parts or rel.is_absolute() or '..' in rel.parts:
         raise GitCkptError(f'--run {run!r} is not a path inside the scratch dir', 'e.g. --run run1')
-    path = scratch_dir / rel
-    if path.is_symlink() or not path.is_dir():
-        raise GitCkptError(f'no run dir {path}', 'see the runs with: git ckpt status')
+    # Every component from the scratch dir down must be a real directory: a
+    # symlink anywhere on the way would archive (a rename: move) what it points to.
+    path = scratch_dir
+    for part in ('', *rel.parts):
+        path = path / part if part else path
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            link = ' (a symlink: git-ckpt never follows one)' if st is not None and stat.S_ISLNK(st.st_mode) else ''
+            raise GitCkptError(f'no run dir {scratch_dir / rel}: {path} is not a directory{link}',
+                               'see the runs with: git ckpt status')
     return path
 
 
