@@ -457,3 +457,58 @@ def test_migrate_random_trees(sandbox, shm_area, where, data):
     if dest.is_dir():
         trees.clear(dest)
         dest.rmdir()
+
+
+# --- the scratch dir itself a symlink to an outside copy when a command starts ------------
+
+SCRATCH_LINK_COMMANDS = [('prune', '--keep', '1'), ('prune', '--keep', '1', '--dry-run'), ('status',),
+                         ('status', '--json'), ('archive',), ('archive', '--to', 'SHM'),
+                         ('archive', '--to', 'SHM', '--delete-source'), ('archive', '--run', 'RUN'),
+                         ('archive', '--format', 'tar.zst', '--delete-source'), ('restore', 'ARCHIVE'),
+                         ('path',), ('doctor',)]
+
+
+@pytest.mark.parametrize('command', SCRATCH_LINK_COMMANDS, ids=' '.join)
+@settings(FEW, max_examples=max(2, EXAMPLES // 6))
+@given(data=st.data())
+def test_scratch_dir_replaced_by_a_symlink_to_an_outside_copy(sandbox, shm_area, command, data):
+    """Someone replaced the worktree's scratch dir by a symlink to a copy of it
+    outside the root (manifest included, same names, sizes and mtimes): every
+    command must refuse or work on the real root only, never write or delete
+    through the link."""
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=2), label='spec')
+    sb.fresh(spec)
+    archive_made = None
+    if command[0] == 'restore':
+        archive_made = next(iter(sorted(ckpt_archive(sb, shm_area))), None)
+        sb.fresh(spec)
+    attacker = Attacker(sb)
+    copy = sb.outside.base / 'victims' / 'scratch'
+    shutil.copytree(sb.scratch, copy, symlinks=True)
+    args = [os.fspath(shm_area / 'archive') if a == 'SHM' else os.fsdecode(next(iter(spec.runs))) if a == 'RUN'
+            else os.fspath(archive_made) if a == 'ARCHIVE' else a for a in command]
+    outside = snapshot(sb.outside.base)
+    attacker.swap(sb.scratch, copy)
+    try:
+        proc = cli(*args, cwd=sb.repo)
+        inside = attacker.lost()
+        if b'Traceback' in proc.stderr or proc.returncode not in (0, 1):
+            inside.append(said(proc))
+        trial(f'4. containment: scratch dir a symlink to an outside copy: {" ".join(command)}', outside, sb,
+              inside=inside)
+    finally:
+        if os.path.isdir(sb.scratch) and not os.path.islink(sb.scratch):  # re-created by the command
+            trees.clear(sb.scratch)
+            os.rmdir(sb.scratch)
+        attacker.undo()
+
+
+def ckpt_archive(sb: Sandbox, shm_area: Path) -> list[Path]:
+    """Archive the scratch dir across filesystems (source kept); the archives."""
+    dest = shm_area / 'restore-from'
+    if dest.exists():
+        trees.clear(dest)
+    proc = cli('archive', '--to', dest, cwd=sb.repo)
+    assert proc.returncode == 0, said(proc)
+    return list(dest.iterdir())
