@@ -49,7 +49,8 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
             'worktree_id': manifest.get('worktree_id'), 'branch': manifest.get('branch'),
             'project': manifest.get('project'), 'scratch_dir': os.fspath(scratch_dir)}
     with scratch_lock(scratch_dir, 'archive'):
-        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta)
+        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta,
+                                      within=scratch_dir)
     resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
     info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
          f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
@@ -111,7 +112,7 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
     if not is_managed(location.scratch_dir):
         raise GitCkptError(f'{location.scratch_dir} is not a managed scratch dir', 'run git ckpt init')
     with scratch_lock(location.scratch_dir, 'restore'):
-        names, method = archive.restore(path, manifest, target, force=force)
+        names, method = archive.restore(path, manifest, target, force=force, within=location.scratch_dir)
     kept = 'the archive was moved back (same filesystem)' if method == 'rename' else f'the archive is kept: {path}'
     info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} from {path} into {target} (verified; {kept})')
     for name in names:
