@@ -512,3 +512,89 @@ def ckpt_archive(sb: Sandbox, shm_area: Path) -> list[Path]:
     proc = cli('archive', '--to', dest, cwd=sb.repo)
     assert proc.returncode == 0, said(proc)
     return list(dest.iterdir())
+
+
+# --- archive and restore: swapped between their listing and their delete/move --------------
+
+ARCHIVE_RACES = ['archive same filesystem: scratch dir swapped after the scan, before the rename',
+                 'archive --run group/sub/RUN --delete-source across filesystems: group swapped before the delete',
+                 'archive --format tar.zst --run group/sub/RUN --delete-source: group swapped before the delete',
+                 'restore --force into group/sub/RUN: group swapped before the old entries are removed']
+
+
+@pytest.mark.parametrize('stage', ARCHIVE_RACES)
+@FEW
+@given(data=st.data())
+def test_archive_and_restore_with_a_dir_swapped_for_a_symlink(sandbox, shm_area, stage, data):
+    from git_ckpt import archive, checksums, transfer
+    from git_ckpt.commands.archive import archive_one, restore_command
+    from git_ckpt.errors import GitCkptError
+    from git_ckpt.scratch import read_manifest
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=1), label='spec')
+    nested = 'group/' in stage
+    group = sb.scratch / 'group'
+    trees.clear(sb.scratch, keep=(MANIFEST,))
+    if nested:
+        (group / 'sub').mkdir(parents=True)
+    sb.fresh(spec, where=group / 'sub' if nested else sb.scratch)
+    run = f'group/sub/{os.fsdecode(next(iter(spec.runs)))}' if nested else None
+    dest_root = shm_area / 'archive' if 'across' in stage or 'tar.zst' in stage or 'restore' in stage \
+        else sb.root / 'archive'
+    if dest_root.exists():
+        trees.clear(dest_root)
+    dest_root.mkdir(mode=0o700, exist_ok=True)
+    manifest = read_manifest(sb.scratch)
+    src = sb.scratch / run if run else sb.scratch
+    made = None
+    if stage.startswith('restore'):
+        made = archive_one(src, sb.scratch, manifest, run=run, dest_root=dest_root, fmt='dir',
+                           delete_source=False, dry_run=False).dest
+    attacker = Attacker(sb)
+    swap_what = group if nested else sb.scratch
+    copy = attacker.mirror(swap_what, 'copy')   # an exact copy: same names, sizes, mtimes
+    before = {'scratch': sb.state(sb.scratch)}
+    outside = snapshot(sb.outside.base)
+    real_scan, real_remove_tree = transfer.scan, checksums.remove_tree
+    real_archive_remove_tree = archive.remove_tree
+
+    def scan(*args, **kwargs):
+        result = real_scan(*args, **kwargs)
+        if stage.startswith('archive same') and not attacker.swaps:
+            attacker.swap(swap_what, copy)
+        return result
+
+    def remove_tree(*args, **kwargs):
+        if not attacker.swaps:
+            attacker.swap(swap_what, copy)
+        return (real_archive_remove_tree if stage.startswith('restore') else real_remove_tree)(*args, **kwargs)
+
+    error = None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(transfer, 'scan', scan)
+        mp.setattr(checksums, 'remove_tree', remove_tree)
+        mp.setattr(archive, 'remove_tree', remove_tree)
+        try:
+            if stage.startswith('restore'):
+                mp.chdir(sb.repo)
+                restore_command(archive_arg=os.fspath(made), worktree_arg=None, force=True, cli_root=None)
+            else:
+                fmt = 'tar.zst' if 'tar.zst' in stage else 'dir'
+                archive_one(src, sb.scratch, manifest, run=run, dest_root=dest_root, fmt=fmt,
+                            delete_source='--delete-source' in stage, dry_run=False)
+        except (GitCkptError, OSError) as exc:
+            error = exc
+    try:
+        inside = attacker.lost()
+        if not attacker.swaps:
+            inside.append(f'the attacker never swapped (error: {error})')
+        trial(f'4. containment: {stage}', outside, sb, inside=inside,
+              delta=nlink_delta([before['scratch']], [sb.state(a) for _, a, _ in attacker.swaps]
+                                + [sb.state(sb.scratch) if not os.path.islink(sb.scratch) else {}]
+                                + [ours_stripped(sb.state(p)) for p in sb.root.joinpath('archive').glob('*')]))
+    finally:
+        if os.path.islink(sb.scratch) or not sb.scratch.exists():
+            pass
+        attacker.undo()
+        if not (sb.scratch / C.MANIFEST_NAME).exists():
+            ckpt('path', cwd=sb.repo)
