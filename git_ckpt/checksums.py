@@ -220,16 +220,30 @@ def read_manifest(tree: Path) -> dict | None:
     return data
 
 
+def is_inside(rel: str) -> bool:
+    """Whether a manifest name stays inside its tree: relative, no `..`,
+    no empty or `.` component."""
+    parts = rel.split('/')
+    return bool(rel) and not rel.startswith('/') and all(p not in ('', '.', '..') for p in parts)
+
+
 def verify(tree: str | os.PathLike[str]) -> list[Problem]:
     """Every way `tree` differs from its manifest (empty: it is good).
 
     A missing, incomplete or unreadable manifest is itself a problem: such a
-    tree is never reported good.  Files not in the manifest are problems too.
+    tree is never reported good.  Files not in the manifest are problems too,
+    and so are names that leave the tree (absolute, `..`): they are never
+    read, and such a manifest never verifies (restore would act on them).
     """
     tree = Path(tree)
     data = read_manifest(tree)
     if data is None:
         return [Problem(MANIFEST, 'missing or incomplete manifest: the archive was never finished')]
+    names = [*data['files'], *data.get('symlinks', {}), *data.get('dirs', [])]
+    unsafe = [Problem(rel, 'a name outside the archive (absolute or with ..)') for rel in names
+              if not isinstance(rel, str) or not is_inside(rel)]
+    if unsafe:
+        return unsafe
     problems = []
     seen: dict[tuple[int, int], str] = {}
     for rel, record in sorted(data['files'].items()):

@@ -310,3 +310,26 @@ def test_deleting_within_a_dir_follows_no_symlink_on_the_way(shm_dir, tmp_path, 
         else:
             remove_tree(run, within=scratch)
     assert tree_digest(outside) == before
+
+
+@pytest.mark.parametrize('name', ['ABS', '../../outside/secret.txt', 'run/../../x', './a', ''])
+def test_a_manifest_naming_paths_outside_its_tree_never_verifies(tmp_path, name):
+    """Found by tests/faults/test_containment.py (minimized): an outside file
+    listed by its absolute name with its true checksum verified, and
+    `restore --force` then took its first component ('') for the scratch dir
+    itself and deleted it whole."""
+    import shutil
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'secret.txt').write_bytes(b'do not touch\n')
+    tree = tmp_path / 'tree'
+    (tree / 'run').mkdir(parents=True)
+    (tree / 'run' / 'a.bin').write_bytes(b'a')
+    shutil.copy(outside / 'secret.txt', tree / 'x')
+    made = transfer.transfer(tree, tmp_path / 'archive', allow_rename=False).dest
+    manifest = json.loads((made / transfer.MANIFEST).read_text())
+    rel = os.fspath(outside / 'secret.txt') if name == 'ABS' else name
+    manifest['files'][rel] = dict(manifest['files']['x'])
+    (made / transfer.MANIFEST).write_text(json.dumps(manifest))
+    problems = transfer.verify(made)
+    assert [p.path for p in problems] == [rel] and 'outside the archive' in problems[0].reason
