@@ -598,3 +598,111 @@ def test_archive_and_restore_with_a_dir_swapped_for_a_symlink(sandbox, shm_area,
         attacker.undo()
         if not (sb.scratch / C.MANIFEST_NAME).exists():
             ckpt('path', cwd=sb.repo)
+
+
+# --- restore of a tampered archive ------------------------------------------------------
+
+def _outside_rel(sb: Sandbox, path: Path, style: str, target: Path) -> str:
+    """A manifest/member name for an outside file: absolute, or relative to the
+    restore target through `..`."""
+    if style == 'absolute':
+        return os.fsdecode(os.fsencode(path))
+    return os.path.relpath(path, target)
+
+
+def tamper_dir_archive(archive: Path, sb: Sandbox, victim: Path, style: str) -> None:
+    """List an outside file in the archive's manifest, with its real checksum
+    (so verification that reads through the name passes)."""
+    import hashlib
+    import json
+    manifest_path = archive / C.TRANSFER_MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    data = victim.read_bytes()
+    rel = _outside_rel(sb, victim, style, archive)
+    manifest['files'][rel] = {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest(), 'mode': 0o777,
+                              'mtime_ns': 0}
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def tamper_tar_archive(archive: Path, sb: Sandbox, victim: Path, style: str) -> None:
+    """Rewrite a .tar.zst with a hard-link member to an outside file, listed in
+    the manifest with mode 0777 and mtime 0 (what restore's finishing pass sets)."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    import zstandard
+    with open(archive, 'rb') as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zin, \
+            tarfile.open(fileobj=zin, mode='r|') as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    link = _outside_rel(sb, victim, style, sb.scratch / f'.git-ckpt-restore-{archive.name}')
+    data = victim.read_bytes()
+    record = {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest(), 'mode': 0o777, 'mtime_ns': 0}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        for member, body in members:
+            if member.name == C.TRANSFER_MANIFEST_NAME:
+                manifest = json.loads(body)
+                manifest['files']['planted'] = dict(record, link_to=link)
+                manifest['files'][link] = record
+                body = json.dumps(manifest).encode()
+                member.size = len(body)
+                extra = tarfile.TarInfo('planted')
+                extra.type, extra.linkname = tarfile.LNKTYPE, link
+                tar.addfile(extra)
+            tar.addfile(member, io.BytesIO(body) if body is not None else None)
+    archive.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(out.getvalue()))
+
+
+@pytest.mark.parametrize('fmt,when', [('dir', 'before restore'), ('tar.zst', 'before restore'),
+                                      ('tar.zst', 'after its verification')])
+@FEW
+@given(data=st.data())
+def test_restore_of_a_tampered_archive(sandbox, shm_area, fmt, when, data):
+    """Someone with write access to the archive dir lists outside files in an
+    archive (absolute, or through `..`; for tar.zst as a hard-link member too)
+    with their true checksums, before restore or between its verification
+    and its unpacking: restore must refuse, touch nothing outside the root
+    and leave the scratch dir as it was."""
+    from git_ckpt import archive as archive_mod
+    from git_ckpt.commands.archive import restore_command
+    from git_ckpt.errors import GitCkptError
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=1), label='spec')
+    style = data.draw(st.sampled_from(['absolute', 'dotdot']), label='style')
+    victim = data.draw(st.sampled_from(sb.outside.files), label='victim')
+    before = sb.fresh(spec)
+    dest = shm_area / 'tampered'
+    if dest.exists():
+        trees.clear(dest)
+    made = cli('archive', '--to', dest, '--format', fmt, cwd=sb.repo)
+    assert made.returncode == 0, said(made)
+    archive = next(dest.iterdir())
+    tamper = tamper_dir_archive if fmt == 'dir' else tamper_tar_archive
+    outside = snapshot(sb.outside.base)
+    if when == 'before restore':
+        tamper(archive, sb, victim, style)
+        proc = cli('restore', '--force', archive, cwd=sb.repo)
+        refused = proc.returncode == 1 and b'Traceback' not in proc.stderr
+        how = said(proc)[-1500:]
+    else:
+        real_check = archive_mod.check_archive
+
+        def check_then_tamper(path):
+            manifest = real_check(path)
+            tamper(archive, sb, victim, style)
+            return manifest
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(sb.repo)
+            mp.setattr(archive_mod, 'check_archive', check_then_tamper)
+            try:
+                restore_command(archive_arg=os.fspath(archive), worktree_arg=None, force=True, cli_root=None)
+                refused, how = False, 'restored'
+            except GitCkptError as exc:
+                refused, how = True, str(exc)
+    inside = differences(sb.state(sb.scratch) if sb.scratch.is_dir() else {}, before)
+    if not refused:
+        inside.append(f'restore of a tampered archive was not refused: {how}')
+    trial(f'4. containment: restore --force of a {fmt} archive tampered {when} ({style} names of outside files)',
+          outside, sb, inside=inside)
