@@ -32,7 +32,7 @@ from faults.figures import record_trial
 from faults.trees import Outside, changed, minus, snapshot, tree_state, without_inodes
 from git_ckpt import constants as C
 
-EXAMPLES = int(os.environ.get('GIT_CKPT_CONTAIN_EXAMPLES', '20'))
+EXAMPLES = int(os.environ.get('GIT_CKPT_CONTAIN_EXAMPLES', '15'))
 PHASES = None if os.environ.get('GIT_CKPT_CONTAIN_SHRINK', '1') == '1' else [Phase.explicit, Phase.generate]
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                     **({} if PHASES is None else {'phases': PHASES}),
