@@ -706,3 +706,52 @@ def test_restore_of_a_tampered_archive(sandbox, shm_area, fmt, when, data):
         inside.append(f'restore of a tampered archive was not refused: {how}')
     trial(f'4. containment: restore --force of a {fmt} archive tampered {when} ({style} names of outside files)',
           outside, sb, inside=inside)
+
+
+@FEW
+@given(data=st.data())
+def test_migrate_with_a_dir_on_the_way_swapped_for_a_symlink(sandbox, shm_area, data):
+    """`git ckpt migrate group/sub/out` across filesystems, with `group`
+    swapped for a symlink to an exact outside copy after the verified copy,
+    before the source is deleted (the real migrate code, in-process)."""
+    from git_ckpt import checksums
+    from git_ckpt.commands.migrate import migrate_command
+    from git_ckpt.errors import GitCkptError
+    sb = sandbox
+    spec = data.draw(trees.specs(sb.outside, max_runs=1), label='spec')
+    group = sb.repo / 'group'
+    if group.is_dir():
+        trees.clear(group)
+        group.rmdir()
+    source = group / 'sub' / 'out'
+    source.mkdir(parents=True)
+    sb.fresh(spec, where=source)
+    attacker = Attacker(sb)
+    copy = attacker.mirror(group, 'copy')
+    root = shm_area / f'root-{len(list(shm_area.iterdir()))}'
+    root.mkdir(mode=0o700)
+    outside = snapshot(sb.outside.base)
+    real_remove_tree = checksums.remove_tree
+
+    def remove_tree(*args, **kwargs):
+        if not attacker.swaps:
+            attacker.swap(group, copy)
+        return real_remove_tree(*args, **kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(sb.repo)
+        mp.setenv('GIT_CKPT_ROOT', os.fspath(root))
+        mp.setattr(checksums, 'remove_tree', remove_tree)
+        try:
+            migrate_command(('group/sub/out',), hf_cache=False, dry_run=False, yes=True)
+        except GitCkptError:
+            pass
+    try:
+        inside = attacker.lost()
+        if not attacker.swaps:
+            inside.append('the attacker never swapped')
+        trial('4. containment: migrate across filesystems: a dir on the way swapped before the source delete',
+              outside, sb, inside=inside,
+              delta=nlink_delta([sb.state(a) for _, a, _ in attacker.swaps], [sb.state(a) for _, a, _ in attacker.swaps]))
+    finally:
+        attacker.undo()
+        git('config', '--unset-all', 'ckpt.link', cwd=sb.repo, check=False)
