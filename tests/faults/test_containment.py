@@ -285,11 +285,11 @@ def test_checkpoint_swapped_for_a_symlink_between_listing_and_delete(sandbox, st
 
 ATTACKER = r'''
 import os, sys, time
-victim, stop, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+victim, stop, aside_dir, paths = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 swaps = 0
 while not os.path.exists(stop):
-    for path in paths:
-        aside = path + '.attacker-aside'
+    for i, path in enumerate(paths):
+        aside = os.path.join(aside_dir, str(i))
         try:
             os.rename(path, aside)
         except OSError:
@@ -318,8 +318,12 @@ def test_prune_while_a_second_process_swaps_dirs_for_symlinks(sandbox, data):
                for step in steps] + [os.path.join(base, run) for run in spec.runs]
     outside = snapshot(sb.outside.base)
     stop = sb.tmp / 'stop-attacker'
+    # Aside: in the root but outside the scratch dir, so a renamed kept
+    # checkpoint is not seen (and fairly pruned) as some other dir's content.
+    aside_dir = sb.root / '.attacker-aside'
+    aside_dir.mkdir(exist_ok=True)
     proc = subprocess.Popen([sys.executable, '-c', ATTACKER, os.fspath(attacker.victim), os.fspath(stop),
-                             *targets], stdout=subprocess.PIPE)
+                             os.fspath(aside_dir), *targets], stdout=subprocess.PIPE)
     try:
         time.sleep(0.05)
         prune = cli('prune', '--keep', '1', cwd=sb.repo)
