@@ -46,8 +46,8 @@ SHM = Path('/dev/shm')
 
 def cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """`git ckpt ARGS` with bytes output (paths in it need not be UTF-8)."""
-    return subprocess.run(['git', 'ckpt', *(a if isinstance(a, (str, bytes)) else os.fspath(a) if isinstance(a, Path) else str(a) for a in args)], cwd=cwd, capture_output=True,
-                          env=env)
+    argv = ['git', 'ckpt', *(a if isinstance(a, (str, bytes, Path)) else str(a) for a in args)]
+    return subprocess.run(argv, cwd=cwd, capture_output=True, env=env)
 
 
 def said(proc: subprocess.CompletedProcess) -> str:
@@ -105,12 +105,30 @@ def differences(actual: dict, expected: dict) -> list[str]:
     return [f'{k!r}: {expected.get(k)} -> {actual.get(k)}' for k in keys[:10]]
 
 
-def trial(scenario: str, outside_before: dict, sb: Sandbox, *, delta: dict[int, int] | None = None,
+# Rows of the figures table (the README keeps it short); the trial's own
+# name, with its stage, command or mode, is in its assertion messages.
+ROWS = {
+    'status': '4. containment: status and prune --dry-run on random trees',
+    'prune': '4. containment: prune on random trees',
+    'prune swap': '4. containment: prune, a checkpoint, run or scratch dir swapped for a symlink before delete',
+    'prune race': '4. containment: prune while another process swaps dirs for symlinks',
+    'archive': '4. containment: archive on random trees (dir and tar.zst, same and across filesystems)',
+    'restore': '4. containment: restore --force on random trees',
+    'remove': '4. containment: remove and gc (--delete, --archive) on random trees',
+    'migrate': '4. containment: migrate on random trees (same and across filesystems)',
+    'scratch link': '4. containment: scratch dir replaced by a symlink to an outside copy (12 commands)',
+    'move swap': '4. containment: archive, restore, migrate with a dir swapped for a symlink before delete/move',
+    'tampered': '4. containment: restore of a tampered archive (outside names, planted hard link)',
+}
+
+
+def trial(scenario: str, row: str, outside_before: dict, sb: Sandbox, *, delta: dict[int, int] | None = None,
           inside: list[str] = ()) -> None:
-    """Record one trial, then assert on it: nothing outside the root touched,
-    and `inside` (what differs from the expected tree, or a bad exit) empty."""
+    """Record one trial (in the figures row ROWS[row]), then assert on it:
+    nothing outside the root touched, and `inside` (what differs from the
+    expected tree, or a bad exit) empty."""
     touched = changed(outside_before, snapshot(sb.outside.base), delta)
-    record_trial(scenario, failed=bool(touched or inside), outside_touched=len(touched))
+    record_trial(ROWS[row], failed=bool(touched or inside), outside_touched=len(touched))
     assert not touched, f'{scenario}: changed outside the root: {touched[:10]}'
     assert not inside, f'{scenario}: ' + '\n'.join(inside)
 
@@ -134,17 +152,17 @@ def test_prune_on_random_trees(sandbox, data):
 
     status = cli('status', cwd=sb.repo)
     as_json = cli('status', '--json', cwd=sb.repo)
-    trial('4. containment: status on random trees', outside, sb,
+    trial('4. containment: status on random trees', 'status', outside, sb,
           inside=exit_ok(status, 'status') + exit_ok(as_json, 'status --json')
           + differences(sb.state(sb.scratch), before))
 
     dry = cli('prune', '--keep', keep, '--dry-run', cwd=sb.repo)
-    trial('4. containment: prune --dry-run on random trees', outside, sb,
+    trial('4. containment: prune --dry-run on random trees', 'status', outside, sb,
           inside=exit_ok(dry, 'prune --dry-run') + differences(sb.state(sb.scratch), before))
 
     real = cli('prune', '--keep', keep, cwd=sb.repo)
     expected = minus(before, trees.expected_prune(spec, keep))
-    trial('4. containment: prune on random trees', outside, sb, delta=nlink_delta([before], [expected]),
+    trial('4. containment: prune on random trees', 'prune', outside, sb, delta=nlink_delta([before], [expected]),
           inside=exit_ok(real, 'prune') + differences(sb.state(sb.scratch), expected))
 
 
@@ -277,7 +295,7 @@ def test_checkpoint_swapped_for_a_symlink_between_listing_and_delete(sandbox, st
         # Hard links to outside inodes went only with what was deleted: count them where they are now.
         now = [sb.state(sb.scratch) if not os.path.islink(sb.scratch) else {}] + \
               [sb.state(aside) for _, aside, _ in attacker.swaps]
-        trial(f'4. containment: {stage}, swapped for a symlink', outside, sb,
+        trial(f'4. containment: {stage}, swapped for a symlink', 'prune swap', outside, sb,
               delta=nlink_delta([before], now), inside=inside)
     finally:
         attacker.undo()
@@ -344,7 +362,7 @@ def test_prune_while_a_second_process_swaps_dirs_for_symlinks(sandbox, data):
     assert swaps > 0, 'the attacker never got to swap anything'
     if b'Traceback' in prune.stderr:
         inside.append(said(prune))
-    trial('4. containment: prune while another process swaps dirs for symlinks', outside, sb,
+    trial('4. containment: prune while another process swaps dirs for symlinks', 'prune race', outside, sb,
           delta=nlink_delta([before], [after]), inside=inside)
 
 
@@ -385,14 +403,15 @@ def test_archive_then_restore_random_trees(sandbox, shm_area, where, fmt, delete
     elif fmt == 'dir':
         archive_state = ours_stripped(sb.state(archives[0]))
         inside += differences(archive_state, without_inodes(before) if cross else before)
-    trial(f'4. containment: {name}', outside, sb, delta=nlink_delta([before], [scratch_after, archive_state]),
+    trial(f'4. containment: {name}', 'archive', outside, sb,
+          delta=nlink_delta([before], [scratch_after, archive_state]),
           inside=inside)
 
     restored = cli('restore', '--force', archives[0], cwd=sb.repo)
     scratch_after = ours_stripped(sb.state(sb.scratch))
     renamed_back = fmt == 'dir' and not cross
     left = ours_stripped(sb.state(archives[0])) if fmt == 'dir' and archives[0].exists() else {}
-    trial(f'4. containment: restore --force from {name}', outside, sb,
+    trial(f'4. containment: restore --force from {name}', 'restore', outside, sb,
           delta=nlink_delta([before], [scratch_after, left]),
           inside=exit_ok(restored, 'restore') + differences(scratch_after,
                                                             before if renamed_back else without_inodes(before)))
@@ -429,7 +448,7 @@ def test_remove_and_gc_random_trees(sandbox, how, data):
         else:
             archived = ours_stripped(sb.state(archives[0]))
             inside += differences(archived, before)
-    trial(f'4. containment: {how} --yes on random trees', outside, sb,
+    trial(f'4. containment: {how} --yes on random trees', 'remove', outside, sb,
           delta=nlink_delta([before], [archived]), inside=inside)
 
 
@@ -457,7 +476,8 @@ def test_migrate_random_trees(sandbox, shm_area, where, data):
     inside = exit_ok(proc, 'migrate') + differences(moved, without_inodes(before) if cross else before)
     if not (source.is_symlink() and os.path.realpath(source) == os.path.realpath(dest)):
         inside.append(f'{source} is not a link to {dest}')
-    trial(f'4. containment: migrate {where}', outside, sb, delta=nlink_delta([before], [moved]), inside=inside)
+    trial(f'4. containment: migrate {where}', 'migrate', outside, sb, delta=nlink_delta([before], [moved]),
+          inside=inside)
     if dest.is_dir():
         trees.clear(dest)
         dest.rmdir()
@@ -499,7 +519,8 @@ def test_scratch_dir_replaced_by_a_symlink_to_an_outside_copy(sandbox, shm_area,
         inside = attacker.lost()
         if b'Traceback' in proc.stderr or proc.returncode not in (0, 1):
             inside.append(said(proc))
-        trial(f'4. containment: scratch dir a symlink to an outside copy: {" ".join(command)}', outside, sb,
+        trial(f'4. containment: scratch dir a symlink to an outside copy: {" ".join(command)}', 'scratch link',
+              outside, sb,
               inside=inside)
     finally:
         if os.path.isdir(sb.scratch) and not os.path.islink(sb.scratch):  # re-created by the command
@@ -592,7 +613,7 @@ def test_archive_and_restore_with_a_dir_swapped_for_a_symlink(sandbox, shm_area,
         inside = attacker.lost()
         if not attacker.swaps:
             inside.append(f'the attacker never swapped (error: {error})')
-        trial(f'4. containment: {stage}', outside, sb, inside=inside,
+        trial(f'4. containment: {stage}', 'move swap', outside, sb, inside=inside,
               delta=nlink_delta([before['scratch']], [sb.state(a) for _, a, _ in attacker.swaps]
                                 + [sb.state(sb.scratch) if not os.path.islink(sb.scratch) else {}]
                                 + [ours_stripped(sb.state(p)) for p in sb.root.joinpath('archive').glob('*')]))
@@ -709,6 +730,7 @@ def test_restore_of_a_tampered_archive(sandbox, shm_area, fmt, when, data):
     if not refused:
         inside.append(f'restore of a tampered archive was not refused: {how}')
     trial(f'4. containment: restore --force of a {fmt} archive tampered {when} ({style} names of outside files)',
+          'tampered',
           outside, sb, inside=inside)
 
 
@@ -754,8 +776,7 @@ def test_migrate_with_a_dir_on_the_way_swapped_for_a_symlink(sandbox, shm_area, 
         if not attacker.swaps:
             inside.append('the attacker never swapped')
         trial('4. containment: migrate across filesystems: a dir on the way swapped before the source delete',
-              outside, sb, inside=inside,
-              delta=nlink_delta([sb.state(a) for _, a, _ in attacker.swaps], [sb.state(a) for _, a, _ in attacker.swaps]))
+              'move swap', outside, sb, inside=inside)
     finally:
         attacker.undo()
         git('config', '--unset-all', 'ckpt.link', cwd=sb.repo, check=False)
