@@ -17,7 +17,7 @@ from typing import NamedTuple
 from git_ckpt import constants as C
 from git_ckpt import transfer
 from git_ckpt.errors import GitCkptError
-from git_ckpt.safe_delete import DIR_FLAGS, open_managed_dir, remove_tree, rmtree_at
+from git_ckpt.safe_delete import DIR_FLAGS, open_managed_dir, remove_tree, rmtree_at, unlink_within
 from git_ckpt.scratch import ensure_private_dir, ensure_standalone_dir
 from git_ckpt.settings import Settings
 
@@ -108,18 +108,20 @@ class Archived(NamedTuple):
 
 
 def make_archive(src: Path, dest: Path, *, fmt: str, delete_source: bool, meta: dict,
-                 progress: bool | None = None) -> Archived:
-    """Archive the tree `src` as `dest` (see choose_dest)."""
+                 progress: bool | None = None, within: Path | None = None) -> Archived:
+    """Archive the tree `src` as `dest` (see choose_dest); `within`: the
+    scratch dir holding `src` (the source delete follows no symlink below it)."""
     src_real, dest_real = os.path.realpath(src), os.path.realpath(dest.parent)
     if dest_real == src_real or dest_real.startswith(src_real + os.sep):
         raise GitCkptError(f'the archive dir {dest.parent} is inside {src}', 'archive to a dir outside it (--to DIR)')
     if fmt == 'tar.zst':
         from git_ckpt import tarzst
         result, manifest = tarzst.pack(src, dest, meta=meta, progress=progress)
-        left = transfer.delete_listed(src, manifest) if delete_source else []
+        left = transfer.delete_listed(src, manifest, within=within) if delete_source else []
         method = 'tar.zst'
     else:
-        result = transfer.transfer(src, dest, delete_source=delete_source, progress=progress, meta=meta)
+        result = transfer.transfer(src, dest, delete_source=delete_source, progress=progress, meta=meta,
+                                   within=within)
         left, method = result.source_left, result.method
     return Archived(src, dest, method, result.files, result.bytes, result.resumed, left,
                     not os.path.lexists(src))
@@ -183,9 +185,10 @@ def restore_names(path: Path, manifest: dict) -> list[str]:
 
 
 def restore(path: Path, manifest: dict, target: Path, *, force: bool,
-            progress: bool | None = None) -> tuple[list[str], str]:
-    """Bring a verified archive's entries into `target` (a dir inside a
-    managed scratch dir).  Returns (names restored, method)."""
+            progress: bool | None = None, within: Path | None = None) -> tuple[list[str], str]:
+    """Bring a verified archive's entries into `target` (a dir inside the
+    managed scratch dir `within`: what --force replaces is deleted without
+    following a symlink anywhere below it).  Returns (names restored, method)."""
     names = restore_names(path, manifest)
     conflicts = [n for n in names if os.path.lexists(target / n)]
     if conflicts and not force:
@@ -209,10 +212,10 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
     for name in conflicts:
         victim = target / name
         if victim.is_dir() and not victim.is_symlink():
-            remove_tree(victim)
+            remove_tree(victim, within=within or target)
         else:
-            os.unlink(victim)
+            unlink_within(victim, within or target)
     for name in names:
         os.rename(staging / name, target / name)
-    remove_tree(staging)
+    remove_tree(staging, within=within or target)
     return names, method

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
-from git_ckpt.safe_delete import remove_tree
+from git_ckpt.safe_delete import DIR_FLAGS, remove_tree
 
 MANIFEST = C.TRANSFER_MANIFEST_NAME
 BUF_SIZE = 4 << 20
@@ -45,14 +45,22 @@ class Problem(NamedTuple):
 
 
 def write_manifest(directory: Path, data: dict) -> None:
-    tmp = directory / f'{MANIFEST}.tmp'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / MANIFEST)
-    fsync_dir(directory)
+    """Write the manifest into `directory`, which must be a real directory:
+    opened with O_NOFOLLOW and written through that fd, so a symlink swapped
+    in its place (say, after a rename moved it) is refused (ELOOP) instead of
+    getting a file wherever it points."""
+    dir_fd = os.open(directory, DIR_FLAGS)
+    try:
+        tmp = f'{MANIFEST}.tmp'
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, MANIFEST, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -229,16 +237,30 @@ def read_manifest(tree: Path) -> dict | None:
     return data
 
 
+def is_inside(rel: str) -> bool:
+    """Whether a manifest name stays inside its tree: relative, no `..`,
+    no empty or `.` component."""
+    parts = rel.split('/')
+    return bool(rel) and not rel.startswith('/') and all(p not in ('', '.', '..') for p in parts)
+
+
 def verify(tree: str | os.PathLike[str]) -> list[Problem]:
     """Every way `tree` differs from its manifest (empty: it is good).
 
     A missing, incomplete or unreadable manifest is itself a problem: such a
-    tree is never reported good.  Files not in the manifest are problems too.
+    tree is never reported good.  Files not in the manifest are problems too,
+    and so are names that leave the tree (absolute, `..`): they are never
+    read, and such a manifest never verifies (restore would act on them).
     """
     tree = Path(tree)
     data = read_manifest(tree)
     if data is None:
         return [Problem(MANIFEST, 'missing or incomplete manifest: the archive was never finished')]
+    names = [*data['files'], *data.get('symlinks', {}), *data.get('dirs', [])]
+    unsafe = [Problem(rel, 'a name outside the archive (absolute or with ..)') for rel in names
+              if not isinstance(rel, str) or not is_inside(rel)]
+    if unsafe:
+        return unsafe
     problems = []
     seen: dict[tuple[int, int], str] = {}
     for rel, record in sorted(data['files'].items()):
@@ -279,19 +301,20 @@ def walk_names(tree: Path) -> list[str]:
     return out
 
 
-def delete_verified(src: Path, dest: Path) -> list[str]:
+def delete_verified(src: Path, dest: Path, *, within: Path | None = None) -> list[str]:
     """Delete from `src` exactly what `dest`'s manifest vouches for (see
     delete_listed).  Returns the source paths left in place."""
     data = read_manifest(dest)
     if data is None:
         raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
-    return delete_listed(src, data)
+    return delete_listed(src, data, within=within)
 
 
-def delete_listed(src: Path, manifest: dict) -> list[str]:
+def delete_listed(src: Path, manifest: dict, *, within: Path | None = None) -> list[str]:
     """Delete the files of `src` a verified copy's manifest lists, unchanged
     (same size and mtime) since they were copied, and its symlinks; never
-    following links.  Returns the source paths left in place."""
+    following links (nor any between `within`, e.g. the scratch dir, and
+    `src`).  Returns the source paths left in place."""
     files, symlinks = manifest['files'], manifest.get('symlinks', {})
 
     def verified(rel: str, st: os.stat_result) -> bool:
@@ -301,4 +324,4 @@ def delete_listed(src: Path, manifest: dict) -> list[str]:
         return (record is not None and stat.S_ISREG(st.st_mode) and st.st_size == record['size']
                 and st.st_mtime_ns == record.get('mtime_ns'))
 
-    return remove_tree(src, may_delete=verified)
+    return remove_tree(src, may_delete=verified, within=within)

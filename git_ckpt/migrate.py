@@ -86,16 +86,17 @@ def plan_move(label: str, src: Path, dest: Path) -> Plan:
     return Plan(label, src, dest, MOVE, method, dir_size(src), resuming=partial.exists())
 
 
-def execute(plan: Plan, *, progress: bool | None = None) -> Moved:
-    """Carry out a MOVE or FINISH; the source is deleted only once verified."""
+def execute(plan: Plan, *, progress: bool | None = None, within: Path | None = None) -> Moved:
+    """Carry out a MOVE or FINISH; the source is deleted only once verified,
+    following no symlink between `within` (the worktree) and the source."""
     files = resumed = 0
     if plan.action == MOVE:
         if plan.dest.is_dir() and not plan.dest.is_symlink():
             os.rmdir(plan.dest)  # the empty target an earlier `link` made
-        result = transfer.transfer(plan.src, plan.dest, delete_source=True, progress=progress)
+        result = transfer.transfer(plan.src, plan.dest, delete_source=True, progress=progress, within=within)
         files, resumed, left = result.files, result.resumed, result.source_left
     elif plan.action == FINISH:
-        left = transfer.delete_verified(plan.src, plan.dest)
+        left = transfer.delete_verified(plan.src, plan.dest, within=within)
     else:
         left = []
     if left or os.path.lexists(plan.src) and plan.action in (MOVE, FINISH):
@@ -139,7 +140,7 @@ def migrate_worktree_path(location, plan: Plan, settings: Settings, *, progress:
     if plan.action != DONE:
         worktree.create_scratch_dir(location)
         ensure_private_dir(location.root_real, plan.dest.parent.relative_to(location.root_real))
-        moved = execute(plan, progress=progress)
+        moved = execute(plan, progress=progress, within=location.worktree.top)
         links.create(location, rel)
     links.record(rel, settings, global_=False, cwd=location.worktree.top)
     return moved

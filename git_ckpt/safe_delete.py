@@ -97,19 +97,45 @@ def is_real_dir(st: os.stat_result | None) -> bool:
     return st is not None and stat.S_ISDIR(st.st_mode)
 
 
+def _open_parent_within(path: Path, within: Path) -> int:
+    """An fd on path's parent, reached from `within` one real directory at a
+    time: a symlink swapped in anywhere below `within` is refused."""
+    try:
+        relative = PurePosixPath(path.relative_to(within))
+    except ValueError:
+        raise GitCkptError(f'{path} is not inside {within}', 'nothing was deleted')
+    base_fd = os.open(within, DIR_FLAGS)
+    try:
+        return open_parent(base_fd, relative)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise GitCkptError(f'a directory on the way to {path} is a symlink now; refusing to delete '
+                               'through it', 'nothing was deleted')
+        raise
+    finally:
+        os.close(base_fd)
+
+
 def remove_tree(path: str | os.PathLike[str], *,
-                may_delete: Callable[[str, os.stat_result], bool] | None = None) -> list[str]:
+                may_delete: Callable[[str, os.stat_result], bool] | None = None,
+                within: str | os.PathLike[str] | None = None) -> list[str]:
     """Delete the directory `path` and what is under it, by fd, never following
     a symlink; return the relative paths left behind (empty: `path` is gone).
 
     With `may_delete(relative path, lstat)`, only the files and symlinks it
     approves go, and directories once empty (archive: delete from a source
-    exactly what its verified copy vouches for).  The caller decides whether
-    `path` may be deleted at all; a missing `path` is not an error.
+    exactly what its verified copy vouches for).  With `within` (a directory
+    above `path`, e.g. the managed scratch dir), every directory between the
+    two is opened with O_NOFOLLOW too, not only `path` itself.  The caller
+    decides whether `path` may be deleted at all; a missing `path` is not an
+    error.
     """
     path = Path(os.path.abspath(path))
     try:
-        parent_fd = os.open(path.parent, DIR_FLAGS)
+        if within is not None and path != Path(os.path.abspath(within)):
+            parent_fd = _open_parent_within(path, Path(os.path.abspath(within)))
+        else:
+            parent_fd = os.open(path.parent, DIR_FLAGS)
     except FileNotFoundError:
         return []
     try:
@@ -130,6 +156,17 @@ def remove_tree(path: str | os.PathLike[str], *,
         if not left:
             os.rmdir(path.name, dir_fd=parent_fd)
         return left
+    finally:
+        os.close(parent_fd)
+
+
+def unlink_within(path: str | os.PathLike[str], within: str | os.PathLike[str]) -> None:
+    """Unlink the file or symlink `path`, every directory from `within` down
+    to it opened with O_NOFOLLOW (see remove_tree)."""
+    path = Path(os.path.abspath(path))
+    parent_fd = _open_parent_within(path, Path(os.path.abspath(within)))
+    try:
+        os.unlink(path.name, dir_fd=parent_fd)
     finally:
         os.close(parent_fd)
 

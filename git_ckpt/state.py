@@ -15,10 +15,25 @@ from git_ckpt.errors import GitCkptError
 from git_ckpt.scratch import ensure_private_dir, is_managed
 
 
+def real_scratch_dir(scratch_dir: Path) -> Path:
+    """`scratch_dir` with its root spelled as the real path (one lock/cache
+    whatever the spelling of the root, which may be a symlink), and its
+    project and worktree dirs checked to be real directories: resolving a
+    symlink planted there would put state next to whatever it points to,
+    outside the root.  Raises GitCkptError for such a link."""
+    scratch_dir = Path(os.path.abspath(scratch_dir))
+    project = Path(os.path.realpath(scratch_dir.parent.parent)) / scratch_dir.parent.name
+    for path in (project, project / scratch_dir.name):
+        if os.path.islink(path):
+            raise GitCkptError(f'{path} is a symlink where git-ckpt expects its own directory',
+                               'remove the link (someone may be redirecting your checkpoints) and run again')
+    return project / scratch_dir.name
+
+
 def root_of(scratch_dir: Path) -> Path | None:
     """The scratch root above a managed scratch dir (<root>/<project>/<leaf>),
     or None when the dir is not laid out by git-ckpt."""
-    scratch_dir = Path(os.path.realpath(scratch_dir))  # one lock/cache whatever the spelling
+    scratch_dir = real_scratch_dir(scratch_dir)
     if is_managed(scratch_dir) or (scratch_dir.parent / C.REPO_MANIFEST_NAME).is_file():
         return scratch_dir.parent.parent
     return None
@@ -27,8 +42,9 @@ def root_of(scratch_dir: Path) -> Path | None:
 def state_file(scratch_dir: Path, kind: str, suffix: str, *, create: bool = True) -> Path:
     """The path of one state file for `scratch_dir`; its parent dirs are
     created private (0700, owned by us) when `create`.  Raises GitCkptError
-    for a dir git-ckpt does not manage."""
-    scratch_dir = Path(os.path.realpath(scratch_dir))  # one lock/cache whatever the spelling
+    for a dir git-ckpt does not manage, or one reached through a symlink
+    below the root."""
+    scratch_dir = real_scratch_dir(scratch_dir)
     root = root_of(scratch_dir)
     if root is None:
         raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',

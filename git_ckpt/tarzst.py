@@ -208,7 +208,12 @@ def read_archive(path: Path, out_dir: Path | None = None,
                     if out_dir is not None:
                         os.symlink(member.linkname, out_dir / rel)
                 elif member.islnk():
-                    seen[rel] = dict(seen.get(member.linkname, {}), link_to=member.linkname)
+                    # Only to a file this archive already brought: an absolute or `..`
+                    # name would link (and _finish then chmod) a file outside.
+                    if member.linkname not in seen or 'link_to' in seen[member.linkname]:
+                        problems.append(Problem(rel, f'hard link to {member.linkname}, not a file before it'))
+                        continue
+                    seen[rel] = dict(seen[member.linkname], link_to=member.linkname)
                     if out_dir is not None:
                         os.link(out_dir / member.linkname, out_dir / rel, follow_symlinks=False)
                 elif member.isfile():
@@ -216,7 +221,7 @@ def read_archive(path: Path, out_dir: Path | None = None,
                 else:
                     problems.append(Problem(rel, 'unsupported member type'))
             if out_dir is not None:
-                _finish(out_dir, manifest)
+                _finish(out_dir, manifest, seen)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as exc:
         return [Problem(path.name, f'unreadable or truncated: {exc}')], None
     if not isinstance(manifest, dict) or manifest.get('complete') is not True:
@@ -252,11 +257,15 @@ def _read_member(tar, member, out_dir, rel, advance) -> dict:
     return {'size': size, 'sha256': digest.hexdigest()}
 
 
-def _finish(out_dir: Path, manifest: dict | None) -> None:
-    """Modes and mtimes from the manifest, once every file is written."""
+def _finish(out_dir: Path, manifest: dict | None, extracted: dict) -> None:
+    """Modes and mtimes from the manifest, once every file is written; only
+    for files this run extracted (a name in the manifest alone may point
+    anywhere, e.g. an absolute path)."""
     if not isinstance(manifest, dict):
         return
     for rel, record in manifest.get('files', {}).items():
+        if rel not in extracted:
+            continue
         target = out_dir / rel
         if os.path.lexists(target) and not os.path.islink(target) and 'mode' in record:
             os.chmod(target, record['mode'])

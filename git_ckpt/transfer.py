@@ -107,14 +107,16 @@ def same_filesystem(src: Path, dest_parent: Path) -> bool:
 def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
              delete_source: bool = False, allow_rename: bool = True,
              progress: bool | None = None, meta: dict | None = None,
-             skip: tuple[str, ...] = ()) -> Result:
+             skip: tuple[str, ...] = (), within: Path | None = None) -> Result:
     """Move (rename) or copy-and-verify the tree `src` to `dest`.
 
     `dest` must not exist; its parent must.  A rename moves the source (there
     is no copy left to delete); a copy keeps the source unless
     `delete_source`.  `allow_rename=False` always copies (restore keeps its
     archive).  `meta` is stored in the manifest as is; top-level names in
-    `skip` are not copied (a rename moves everything).  Raises GitCkptError
+    `skip` are not copied (a rename moves everything).  `within`: a dir
+    above `src` (the scratch dir) below which the source delete follows no
+    symlink at all (see safe_delete.remove_tree).  Raises GitCkptError
     with the source intact on any failure.
     """
     src, dest = Path(src), Path(dest)
@@ -131,7 +133,7 @@ def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
         except OSError as exc:
             if exc.errno != errno.EXDEV:  # a bind mount: same st_dev, still cross-device
                 raise _os_error(exc, dest)
-    return _copy(src, dest, entries, special, delete_source, progress, meta)
+    return _copy(src, dest, entries, special, delete_source, progress, meta, within)
 
 
 def _partial(dest: Path) -> Path:
@@ -214,7 +216,7 @@ def partial_source(partial: Path) -> str | None:
 
 
 def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
-          delete_source: bool, progress: bool | None, meta: dict | None) -> Result:
+          delete_source: bool, progress: bool | None, meta: dict | None, within: Path | None) -> Result:
     partial = _partial(dest)
     if os.path.lexists(partial):
         # Resumed into, or deleted to restart: only a real dir of ours (a
@@ -250,7 +252,7 @@ def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
         raise _os_error(exc, dest) from None
     left = list(special)
     if delete_source:
-        left += delete_verified(src, dest)
+        left += delete_verified(src, dest, within=within)
     return Result(dest, 'copy', len(files), manifest['total_bytes'], resumed, left)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ckpt, git, run, scratch_path
+from conftest import run as run_cli
 from test_transfer import SHM, tree_digest
 
 from git_ckpt import transfer
@@ -453,3 +454,63 @@ def test_archive_decides_under_the_lock(exp1, inited_repo, hermetic):
     assert archive_one(scratch, scratch, manifest, run=None, dest_root=dest_root, fmt='dir',
                        delete_source=True, dry_run=False) is None
     assert sorted(os.listdir(dest_root)) == [f'exp1-{TODAY}', f'exp1-{TODAY}-2']
+
+
+@pytest.mark.parametrize('linked', ['scratch dir', 'dir on the way to the run'])
+def test_run_archive_never_goes_through_a_symlink(exp1, hermetic, linked):
+    """Found by tests/faults/test_containment.py (minimized): with the scratch
+    dir replaced by a symlink to an outside copy, `archive --run RUN` checked
+    only the last component and renamed the outside RUN into the archive."""
+    wt, scratch = exp1
+    outside = hermetic.tmp / 'outside'
+    if linked == 'scratch dir':
+        shutil.copytree(scratch, outside / 'copy', symlinks=True)
+        os.rename(scratch, scratch.with_name('aside'))
+        os.symlink(outside / 'copy', scratch)
+        run = 'run1'
+    else:
+        fill(outside / 'copy', 'run1', steps=(30,), size=1000)
+        os.symlink(outside / 'copy', scratch / 'group')
+        run = 'group/run1'
+    before = tree_digest(outside)
+    proc = run_cli(['git', 'ckpt', 'archive', '--run', run], cwd=wt, check=False)
+    assert proc.returncode == 1 and 'symlink' in proc.stderr and 'Traceback' not in proc.stderr
+    assert tree_digest(outside) == before
+    assert not (hermetic.root / 'archive').exists() or not any((hermetic.root / 'archive').iterdir())
+
+
+def test_tar_zst_hard_link_member_to_an_outside_file_is_refused(exp1, shm_dest, hermetic):
+    """Found by tests/faults/test_containment.py (minimized): a .tar.zst
+    replaced after its verification by one with a hard-link member to an
+    absolute outside path, listed in the manifest with mode 0777: unpacking
+    linked the outside inode into the staging dir and chmod'ed it."""
+    import hashlib
+    import io
+    import tarfile
+
+    import zstandard
+    from git_ckpt import tarzst
+    from git_ckpt.errors import GitCkptError
+    outside = hermetic.tmp / 'outside.txt'
+    outside.write_bytes(b'secret\n')
+    outside.chmod(0o600)
+    record = {'size': 7, 'sha256': hashlib.sha256(b'secret\n').hexdigest(), 'mode': 0o777, 'mtime_ns': 0}
+    manifest = {'schema': 1, 'complete': True, 'files': {'planted': record}, 'symlinks': {}, 'dirs': []}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        member = tarfile.TarInfo('planted')
+        member.type, member.linkname = tarfile.LNKTYPE, os.fspath(outside)
+        tar.addfile(member)
+        body = json.dumps(manifest).encode()
+        info = tarfile.TarInfo(transfer.MANIFEST)
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    shm_dest.mkdir()
+    path = shm_dest / 'bad.tar.zst'
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+    before = os.stat(outside)
+    with pytest.raises(GitCkptError, match='hard link'):
+        tarzst.unpack(path, hermetic.tmp / 'staging')
+    after = os.stat(outside)
+    assert (after.st_mode, after.st_mtime_ns, after.st_nlink) == (before.st_mode, before.st_mtime_ns, 1)
+    assert not (hermetic.tmp / 'staging').exists()

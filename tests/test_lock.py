@@ -147,3 +147,24 @@ def test_a_lock_file_owned_by_another_user_is_not_written(wt_scratch, unprivileg
         with scratch_lock(wt_scratch, 'prune'):
             pass
     assert path.read_text() == 'theirs\n'
+
+
+@pytest.mark.parametrize('linked', ['scratch dir', 'project dir'])
+def test_no_state_outside_the_root_through_a_symlinked_scratch_dir(hermetic, wt_scratch, linked):
+    """Found by tests/faults/test_containment.py (minimized): the scratch dir
+    replaced by a symlink to a copy of it outside the root; the lock (a
+    realpath of the link) was created in <outside>/../.git-ckpt/locks."""
+    import shutil
+    real = wt_scratch if linked == 'scratch dir' else wt_scratch.parent
+    outside = hermetic.tmp / 'outside'
+    copy = outside / 'victims' / real.name
+    shutil.copytree(real, copy, symlinks=True)
+    os.rename(real, real.with_name('aside'))
+    os.symlink(copy, real)
+    with pytest.raises(GitCkptError, match='is a symlink where git-ckpt expects its own directory'):
+        with scratch_lock(wt_scratch, 'prune'):
+            pass
+    assert sorted(p.name for p in outside.iterdir()) == ['victims']
+    proc = ckpt('prune', '--keep', '1', cwd=hermetic.tmp / 'projects' / 'proj', check=False)
+    assert proc.returncode == 1 and 'is a symlink' in proc.stderr and 'Traceback' not in proc.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ['victims']

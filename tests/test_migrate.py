@@ -300,3 +300,31 @@ def test_migrate_refuses_a_destination_dir_of_another_user(hermetic, unprivilege
                  f'owned by {unprivileged_user.pw_name}')
     assert theirs.is_dir() and theirs.stat().st_uid == unprivileged_user.pw_uid
     assert (repo / 'outputs' / 'w.bin').is_file() and not (repo / 'outputs').is_symlink()
+
+
+def test_source_delete_follows_no_symlink_inside_the_worktree(inited_repo, shm_root, hermetic, monkeypatch):
+    """Found by tests/faults/test_containment.py (minimized): `migrate
+    group/sub/out` across filesystems with `group` swapped for a symlink to an
+    exact outside copy between the verified copy and the source delete; the
+    delete went through the link and removed the copy's files."""
+    import shutil
+
+    from git_ckpt import checksums as checksums_mod
+    from git_ckpt.commands.migrate import migrate_command
+    from git_ckpt.errors import GitCkptError
+    source = inited_repo / 'group' / 'sub' / 'out'
+    make_data(source, files=2, size=1000)
+    outside = hermetic.tmp / 'outside'
+    shutil.copytree(inited_repo / 'group', outside / 'group')  # same names, sizes, mtimes
+    before = checksums(outside)
+    real_remove_tree = checksums_mod.remove_tree
+
+    def swap_then_remove(*args, **kwargs):
+        os.rename(inited_repo / 'group', inited_repo / 'aside')
+        os.symlink(outside / 'group', inited_repo / 'group')
+        return real_remove_tree(*args, **kwargs)
+    monkeypatch.setattr(checksums_mod, 'remove_tree', swap_then_remove)
+    monkeypatch.chdir(inited_repo)
+    with pytest.raises(GitCkptError, match='symlink'):
+        migrate_command(('group/sub/out',), hf_cache=False, dry_run=False, yes=True)
+    assert checksums(outside) == before

@@ -282,3 +282,74 @@ def test_a_partial_of_another_user_is_never_resumed_into(shm_dir, tmp_path, unpr
     with pytest.raises(GitCkptError, match=f'owned by {unprivileged_user.pw_name}'):
         transfer.transfer(src, dest)
     assert tree_digest(partial) == before and not dest.exists()
+
+
+def test_a_source_swapped_for_a_symlink_after_the_scan_gets_no_manifest_through_it(tmp_path, monkeypatch):
+    """Found by tests/faults/test_containment.py (minimized): the tree swapped
+    for a symlink to an outside dir between the scan and the rename; the
+    rename moved the link and the manifest was written where it pointed."""
+    src, outside = tmp_path / 'src', tmp_path / 'outside'
+    (src / 'run').mkdir(parents=True)
+    (src / 'run' / 'a.bin').write_bytes(b'x' * 100)
+    outside.mkdir()
+    (outside / 'mine.txt').write_text('not yours\n')
+    real_scan = transfer.scan
+
+    def scan_then_swap(*args, **kwargs):
+        result = real_scan(*args, **kwargs)
+        os.rename(src, tmp_path / 'aside')
+        os.symlink(outside, src)
+        return result
+    monkeypatch.setattr(transfer, 'scan', scan_then_swap)
+    with pytest.raises(GitCkptError):
+        transfer.transfer(src, tmp_path / 'dest')
+    assert sorted(p.name for p in outside.iterdir()) == ['mine.txt']
+    assert tree_digest(tmp_path / 'aside') == {'run': 'dir', 'run/a.bin': hashlib.sha256(b'x' * 100).hexdigest()}
+
+
+@pytest.mark.parametrize('how', ['delete_listed', 'remove_tree'])
+def test_deleting_within_a_dir_follows_no_symlink_on_the_way(shm_dir, tmp_path, how):
+    """Found by tests/faults/test_containment.py (minimized): archive --run
+    a/b/RUN --delete-source, and restore --force into such a run, with `a`
+    swapped for a symlink to an exact outside copy before the delete; only
+    the last two components were opened with O_NOFOLLOW, so the copy's files
+    (same sizes and mtimes) were deleted."""
+    import shutil
+    scratch, outside = tmp_path / 'scratch', tmp_path / 'outside'
+    run = scratch / 'group' / 'sub' / 'run'
+    run.mkdir(parents=True)
+    (run / 'model.bin').write_bytes(os.urandom(1000))
+    copy = transfer.transfer(run, shm_dir / 'copy', allow_rename=False)
+    shutil.copytree(scratch / 'group', outside / 'group', symlinks=True)  # copy2: same mtimes
+    os.rename(scratch / 'group', scratch / 'aside')
+    os.symlink(outside / 'group', scratch / 'group')
+    before = tree_digest(outside)
+    with pytest.raises(GitCkptError, match='symlink'):
+        if how == 'delete_listed':
+            transfer.delete_verified(run, copy.dest, within=scratch)
+        else:
+            remove_tree(run, within=scratch)
+    assert tree_digest(outside) == before
+
+
+@pytest.mark.parametrize('name', ['ABS', '../../outside/secret.txt', 'run/../../x', './a', ''])
+def test_a_manifest_naming_paths_outside_its_tree_never_verifies(tmp_path, name):
+    """Found by tests/faults/test_containment.py (minimized): an outside file
+    listed by its absolute name with its true checksum verified, and
+    `restore --force` then took its first component ('') for the scratch dir
+    itself and deleted it whole."""
+    import shutil
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'secret.txt').write_bytes(b'do not touch\n')
+    tree = tmp_path / 'tree'
+    (tree / 'run').mkdir(parents=True)
+    (tree / 'run' / 'a.bin').write_bytes(b'a')
+    shutil.copy(outside / 'secret.txt', tree / 'x')
+    made = transfer.transfer(tree, tmp_path / 'archive', allow_rename=False).dest
+    manifest = json.loads((made / transfer.MANIFEST).read_text())
+    rel = os.fspath(outside / 'secret.txt') if name == 'ABS' else name
+    manifest['files'][rel] = dict(manifest['files']['x'])
+    (made / transfer.MANIFEST).write_text(json.dumps(manifest))
+    problems = transfer.verify(made)
+    assert [p.path for p in problems] == [rel] and 'outside the archive' in problems[0].reason

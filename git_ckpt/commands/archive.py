@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from git_ckpt import archive, inventory, targets, transfer, worktree
@@ -17,9 +18,19 @@ def _run_dir(scratch_dir: Path, run: str) -> Path:
     rel = PurePosixPath(run.strip('/'))
     if not rel.parts or rel.is_absolute() or '..' in rel.parts:
         raise GitCkptError(f'--run {run!r} is not a path inside the scratch dir', 'e.g. --run run1')
-    path = scratch_dir / rel
-    if path.is_symlink() or not path.is_dir():
-        raise GitCkptError(f'no run dir {path}', 'see the runs with: git ckpt status')
+    # Every component from the scratch dir down must be a real directory: a
+    # symlink anywhere on the way would archive (a rename: move) what it points to.
+    path = scratch_dir
+    for part in ('', *rel.parts):
+        path = path / part if part else path
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            link = ' (a symlink: git-ckpt never follows one)' if st is not None and stat.S_ISLNK(st.st_mode) else ''
+            raise GitCkptError(f'no run dir {scratch_dir / rel}: {path} is not a directory{link}',
+                               'see the runs with: git ckpt status')
     return path
 
 
@@ -49,7 +60,8 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
             info(f'{src} is not there any more (another git-ckpt archived or deleted it first); nothing to do')
             return None
         dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
-        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta)
+        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta,
+                                      within=scratch_dir)
         if recreate is not None and result.source_gone:
             worktree.create_scratch_dir(recreate)  # the live worktree keeps a (now empty) scratch dir
     resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
@@ -131,7 +143,7 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
     if not is_managed(location.scratch_dir):
         raise GitCkptError(f'{location.scratch_dir} is not a managed scratch dir', 'run git ckpt init')
     with scratch_lock(location.scratch_dir, 'restore'):
-        names, method = archive.restore(path, manifest, target, force=force)
+        names, method = archive.restore(path, manifest, target, force=force, within=location.scratch_dir)
     kept = 'the archive was moved back (same filesystem)' if method == 'rename' else f'the archive is kept: {path}'
     info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} from {path} into {target} (verified; {kept})')
     for name in names:
