@@ -9,10 +9,8 @@ GitPython alone costs ~100 ms per command).
 from __future__ import annotations
 
 import os
-import subprocess
-import zlib
+from collections import namedtuple  # not typing.NamedTuple: see settings.Settings
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt.errors import GitCkptError
 
@@ -31,6 +29,11 @@ def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+class GitResult(namedtuple('GitResult', ['args', 'returncode', 'stdout', 'stderr'])):
+    """What run_git returns: the fields of subprocess.CompletedProcess."""
+    __slots__ = ()
+
+
 def run_git(
         *args: str,
         cwd: str | os.PathLike[str] | None = None,
@@ -38,31 +41,105 @@ def run_git(
         env: dict[str, str] | None = None,
         text: bool = True,
         input: str | bytes | None = None,
-) -> subprocess.CompletedProcess:
-    """Run git; raise GitCkptError on failure when `check`."""
+) -> GitResult:
+    """Run git; raise GitCkptError on failure when `check`.
+
+    text=True decodes stdout and stderr as UTF-8 (undecodable bytes
+    surrogate-escaped, like os.fsdecode); newlines are left as git wrote them.
+    """
+    argv = ['git', *args] if cwd is None else ['git', '-C', os.fspath(cwd), *args]
+    if isinstance(input, str):
+        input = input.encode('utf-8', 'surrogateescape')
     try:
-        proc = subprocess.run(
-            ('git', *args), cwd=cwd, env=env, capture_output=True, text=text, input=input,
-            **({'encoding': 'utf-8', 'errors': 'surrogateescape'} if text else {}),
-        )
+        returncode, out, err = _spawn(argv, env) if input is None else _run_with_input(argv, env, input)
     except FileNotFoundError:
-        if cwd is not None and not os.path.isdir(cwd):
-            raise GitCkptError(f'{cwd} does not exist', 'give the path of an existing worktree')
         raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.36')
-    except NotADirectoryError:
-        raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
-    if check and proc.returncode != 0:
-        err = proc.stderr if text else proc.stderr.decode(errors='replace')
-        first = (err.strip().splitlines() or [f'exit {proc.returncode}'])[0]
+    if returncode != 0 and cwd is not None and not os.path.isdir(cwd):
+        # `git -C` refused the directory (what subprocess's cwd= raised for).
+        if os.path.exists(cwd):
+            raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
+        raise GitCkptError(f'{cwd} does not exist', 'give the path of an existing worktree')
+    if check and returncode != 0:
+        first = (err.decode(errors='replace').strip().splitlines() or [f'exit {returncode}'])[0]
         raise GitCkptError(f'git {args[0]} failed: {first}', 'see the git message above')
-    return proc
+    if text:
+        out, err = out.decode('utf-8', 'surrogateescape'), err.decode('utf-8', 'surrogateescape')
+    return GitResult(argv, returncode, out, err)
 
 
-class RepoPaths(NamedTuple):
-    top: Path | None     # worktree top level; None in a bare repository
-    git_dir: Path        # this worktree's admin dir (.git or .git/worktrees/<name>)
-    common_dir: Path     # shared by all worktrees
-    is_bare: bool
+def _spawn(argv: list[str], env: dict[str, str] | None) -> tuple[int, bytes, bytes]:
+    """Run argv with stdout and stderr captured, without the subprocess module.
+
+    Importing subprocess (with locale, signal, threading, selectors) costs
+    ~3 ms, a tenth of what `git_ckpt.setup()` may take at the top of every
+    training script; posix_spawn starts git the same way (vfork + exec, safe
+    in a threaded process).  The directory goes in as `git -C` since
+    posix_spawn cannot change it.  Like subprocess, SIGPIPE and SIGXFSZ are
+    reset in the child; unlike it, fds the caller made inheritable stay open
+    in git (Python makes none by default).
+    """
+    import _signal  # the C half of `signal`, always loaded: `signal` itself costs an enum import
+    import select
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    if min(out_r, out_w, err_r, err_w) <= 2:  # stdio closed in this process: let subprocess cope
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        return _run_with_input(argv, env, None)
+    try:
+        pid = os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
+                              setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    reaped = False
+    try:
+        # Both pipes at once, so a chatty stderr cannot block git while we wait on stdout.
+        poller = select.poll()
+        for fd in chunks:
+            poller.register(fd, select.POLLIN)
+        remaining = len(chunks)
+        while remaining:
+            for fd, _ in poller.poll():
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    poller.unregister(fd)
+                    remaining -= 1
+        status = os.waitpid(pid, 0)[1]
+        reaped = True
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        if not reaped:  # interrupted: do not leave git running (as subprocess.run does)
+            try:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    return os.waitstatus_to_exitcode(status), b''.join(chunks[out_r]), b''.join(chunks[err_r])
+
+
+def _run_with_input(argv: list[str], env: dict[str, str] | None,
+                    input: bytes | None) -> tuple[int, bytes, bytes]:
+    """subprocess for what _spawn does not do: feeding stdin (cat-file --batch)."""
+    import subprocess
+    proc = subprocess.run(argv, env=env, capture_output=True, input=input)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class RepoPaths(namedtuple('RepoPaths', ['top', 'git_dir', 'common_dir', 'is_bare'])):
+    """top: the worktree top level (None in a bare repository); git_dir: this
+    worktree's admin dir (.git or .git/worktrees/<name>); common_dir: shared
+    by all worktrees."""
+    __slots__ = ()
 
 
 def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
@@ -157,14 +234,10 @@ def config_unset(
         raise GitCkptError(f'cannot unset {key}: {proc.stderr.strip()}', 'edit the git config by hand')
 
 
-class WorktreeEntry(NamedTuple):
-    path: Path
-    head: str | None
-    branch: str | None   # short name, None when detached
-    bare: bool
-    detached: bool
-    locked: bool
-    prunable: bool
+class WorktreeEntry(namedtuple('WorktreeEntry',
+                               ['path', 'head', 'branch', 'bare', 'detached', 'locked', 'prunable'])):
+    """One `git worktree list` record; branch is the short name, None when detached."""
+    __slots__ = ()
 
 
 def worktree_list(cwd: str | os.PathLike[str] | None = None) -> list[WorktreeEntry]:
@@ -196,7 +269,7 @@ def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
-                    cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
+                    cwd: str | os.PathLike[str] | None = None) -> GitResult:
     """`git worktree remove [--force] PATH`, unchecked: the caller reports git's
     own refusal (dirty or locked worktree) as it sees fit."""
     args = ['worktree', 'remove']
@@ -207,10 +280,11 @@ def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
 
 # --- The commit guard's view of the index (guard.py) -------------------------
 
-class IndexEntry(NamedTuple):
-    path: str    # relative to the worktree top, surrogate-escaped like os.fsdecode
-    mode: str    # '100644', '100755', '120000' (symlink), '160000' (submodule)
-    oid: str     # the staged blob
+class IndexEntry(namedtuple('IndexEntry', ['path', 'mode', 'oid'])):
+    """path: relative to the worktree top, surrogate-escaped like os.fsdecode;
+    mode: '100644', '100755', '120000' (symlink), '160000' (submodule);
+    oid: the staged blob."""
+    __slots__ = ()
 
 
 def staged_changes(cwd: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
@@ -258,6 +332,7 @@ def loose_object_sizes(oids, objects_dir: str | os.PathLike[str]) -> dict[str, i
     its five syscalls per object: a fresh `git add` of 5,000 files leaves
     5,000 loose objects, and reading their headers was most of the guard's time.
     """
+    import zlib  # here: only the commit guard reads objects
     sizes = {}
     base = os.fspath(objects_dir) + os.sep
     inflate_class = zlib.decompressobj

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections import namedtuple  # not typing.NamedTuple: see settings.Settings
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import hf_patch
@@ -25,13 +25,11 @@ from git_ckpt.hf_patch import is_main_process, warn
 HF_CACHE_NAME = 'huggingface'  # <root>/huggingface: HF_HOME shared by all worktrees
 
 
-class _Config(NamedTuple):
-    scratch: Path        # the worktree's scratch dir (real path)
-    base: Path           # what relative output_dirs are relative to: the worktree top
-    link: bool
-    quiet: bool
-    git_dir: Path | None  # common git dir, for info/exclude; None without git
-    project_name: str | None
+class _Config(namedtuple('_Config', ['scratch', 'base', 'link', 'quiet', 'git_dir', 'project_name'])):
+    """scratch: the worktree's scratch dir (real path); base: what relative
+    output_dirs are relative to (the worktree top); git_dir: the common git
+    dir, for info/exclude (None without git)."""
+    __slots__ = ()
 
 
 _config: _Config | None = None

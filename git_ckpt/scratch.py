@@ -7,13 +7,17 @@ root must be a real directory we own.  Standard library only.
 """
 from __future__ import annotations
 
-import datetime
 import errno
-import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+
+# json and datetime are imported where they are used: setup() reads its
+# manifests on every call but rarely writes one, and each import is ~1 ms of
+# the start-up budget of a training script.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
@@ -134,6 +138,7 @@ def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
 
 
 def now_iso() -> str:
+    import datetime
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -155,6 +160,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:
     """`compact` for big machine-only files (caches): no indentation, no sorting."""
+    import json
     if compact:
         write_text_atomic(path, json.dumps(data, separators=(',', ':')) + '\n')
     else:
@@ -163,6 +169,7 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at path, or None if missing, unreadable or corrupt."""
+    import json
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding='utf-8') as f:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections import namedtuple  # not typing.NamedTuple: see settings.Settings
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import git
@@ -27,10 +27,10 @@ from git_ckpt.scratch import (
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
 
 
-class Worktree(NamedTuple):
-    top: Path          # the worktree's top-level directory
-    git_dir: Path      # its admin dir
-    common_dir: Path   # the repository's common git dir
+class Worktree(namedtuple('Worktree', ['top', 'git_dir', 'common_dir'])):
+    """top: the worktree's top-level directory; git_dir: its admin dir;
+    common_dir: the repository's common git dir (all Paths)."""
+    __slots__ = ()
 
     @property
     def is_main(self) -> bool:
@@ -96,9 +96,9 @@ def default_project_name(common_dir: Path) -> str:
     return sanitize_component(name)
 
 
-class RepoIdentity(NamedTuple):
-    repo_id: str
-    auto_name: str   # the repo's name when the id was made; kept so renames keep the dir
+class RepoIdentity(namedtuple('RepoIdentity', ['repo_id', 'auto_name'])):
+    """auto_name: the repo's name when the id was made; kept so renames keep the dir."""
+    __slots__ = ()
 
 
 def repo_identity(common_dir: Path) -> RepoIdentity:
@@ -228,12 +228,9 @@ def project_dir_name(identity: RepoIdentity, settings: Settings, project_name: s
     return f'{validate_name(project_name)}-{identity.repo_id}'
 
 
-class Location(NamedTuple):
-    root: RootChoice
-    root_real: Path
-    project_dir: Path
-    scratch_dir: Path
-    worktree: Worktree
+class Location(namedtuple('Location', ['root', 'root_real', 'project_dir', 'scratch_dir', 'worktree'])):
+    """root: the RootChoice; root_real, project_dir, scratch_dir: Paths; worktree: the Worktree."""
+    __slots__ = ()
 
 
 def locate(
@@ -359,11 +356,10 @@ def worktree_path_of(admin_dir: Path, common_dir: Path) -> Path | None:
     return Path(gitfile).parent
 
 
-class ScratchEntry(NamedTuple):
-    scratch_dir: Path
-    manifest: dict
-    admin_dir: Path | None       # None: the worktree is gone -> an orphan
-    worktree_path: Path | None   # current path if alive
+class ScratchEntry(namedtuple('ScratchEntry', ['scratch_dir', 'manifest', 'admin_dir', 'worktree_path'])):
+    """admin_dir: None when the worktree is gone (an orphan); worktree_path:
+    its current path if alive."""
+    __slots__ = ()
 
     @property
     def is_orphan(self) -> bool:
