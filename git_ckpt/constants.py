@@ -121,3 +121,10 @@ GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
 POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
 PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
 PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
+
+# --- setup() outside any repository (issue 6 follow-up) ---
+# A GIT_CKPT_DIR dir that setup() created (or found empty) outside any scratch
+# root gets a manifest with "standalone": true, so prune and setup(keep=N) may
+# delete old checkpoints in it.  It has no root above it for root-level state,
+# so its lock and size cache live in this hidden dir inside it.
+STANDALONE_STATE_DIR = '.git-ckpt-state'

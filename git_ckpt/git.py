@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple  # not typing.NamedTuple: see settings.Settings
+from collections.abc import Callable
 from pathlib import Path
 
 from git_ckpt.errors import GitCkptError
@@ -47,13 +48,32 @@ def run_git(
     text=True decodes stdout and stderr as UTF-8 (undecodable bytes
     surrogate-escaped, like os.fsdecode); newlines are left as git wrote them.
     """
+    return start_git(*args, cwd=cwd, check=check, env=env, text=text, input=input)()
+
+
+def start_git(
+        *args: str,
+        cwd: str | os.PathLike[str] | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        text: bool = True,
+        input: str | bytes | None = None,
+) -> Callable[[], GitResult]:
+    """run_git, started now: returns the function that waits for git and
+    returns (or raises) what run_git would.  Call it exactly once, also on
+    error paths (it reaps the process).  Independent git calls then overlap:
+    setup() reads the config while rev-parse runs."""
     argv = ['git', *args] if cwd is None else ['git', '-C', os.fspath(cwd), *args]
     if isinstance(input, str):
         input = input.encode('utf-8', 'surrogateescape')
     try:
-        returncode, out, err = _spawn(argv, env) if input is None else _run_with_input(argv, env, input)
+        collect = _start(argv, env) if input is None else _ready(_run_with_input(argv, env, input))
     except FileNotFoundError:
         raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.36')
+    return lambda: _result(args, argv, cwd, check, text, *collect())
+
+
+def _result(args, argv, cwd, check: bool, text: bool, returncode: int, out: bytes, err: bytes) -> GitResult:
     if returncode != 0 and cwd is not None and not os.path.isdir(cwd):
         # `git -C` refused the directory (what subprocess's cwd= raised for).
         if os.path.exists(cwd):
@@ -67,8 +87,9 @@ def run_git(
     return GitResult(argv, returncode, out, err)
 
 
-def _spawn(argv: list[str], env: dict[str, str] | None) -> tuple[int, bytes, bytes]:
-    """Run argv with stdout and stderr captured, without the subprocess module.
+def _start(argv: list[str], env: dict[str, str] | None) -> Callable[[], tuple[int, bytes, bytes]]:
+    """Start argv with stdout and stderr to pipes, without the subprocess
+    module; returns the function that collects (returncode, stdout, stderr).
 
     Importing subprocess (with locale, signal, threading, selectors) costs
     ~3 ms, a tenth of what `git_ckpt.setup()` may take at the top of every
@@ -79,13 +100,12 @@ def _spawn(argv: list[str], env: dict[str, str] | None) -> tuple[int, bytes, byt
     in git (Python makes none by default).
     """
     import _signal  # the C half of `signal`, always loaded: `signal` itself costs an enum import
-    import select
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     if min(out_r, out_w, err_r, err_w) <= 2:  # stdio closed in this process: let subprocess cope
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
-        return _run_with_input(argv, env, None)
+        return _ready(_run_with_input(argv, env, None))
     try:
         pid = os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
                               file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
@@ -97,6 +117,12 @@ def _spawn(argv: list[str], env: dict[str, str] | None) -> tuple[int, bytes, byt
     finally:
         os.close(out_w)
         os.close(err_w)
+    return lambda: _collect(pid, out_r, err_r)
+
+
+def _collect(pid: int, out_r: int, err_r: int) -> tuple[int, bytes, bytes]:
+    import _signal
+    import select
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
     reaped = False
     try:
@@ -125,6 +151,11 @@ def _spawn(argv: list[str], env: dict[str, str] | None) -> tuple[int, bytes, byt
             except OSError:
                 pass
     return os.waitstatus_to_exitcode(status), b''.join(chunks[out_r]), b''.join(chunks[err_r])
+
+
+def _ready(value):
+    """A collect function for a result that is already there."""
+    return lambda: value
 
 
 def _run_with_input(argv: list[str], env: dict[str, str] | None,
@@ -185,10 +216,16 @@ def _git_dirs(cwd: str | os.PathLike[str] | None) -> tuple[Path, Path]:
 def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:
     """Every `ckpt.*` setting as (scope, key, value), in git's order
     (system, global, local, worktree); later entries override earlier ones."""
-    proc = run_git(
-        'config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.',
-        cwd=cwd, check=False,
-    )
+    return start_config_get_all(cwd)()
+
+
+def start_config_get_all(cwd: str | os.PathLike[str] | None = None) -> Callable[[], list[tuple[str, str, str]]]:
+    """config_get_all, started now (see start_git); call the result once."""
+    wait = start_git('config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.', cwd=cwd, check=False)
+    return lambda: _parse_config(wait())
+
+
+def _parse_config(proc: GitResult) -> list[tuple[str, str, str]]:
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')

@@ -18,13 +18,19 @@ from git_ckpt.scratch import is_managed
 
 
 def locate_run(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
-    """(managed scratch dir, run path or None when `path` is the scratch dir itself)."""
+    """(managed scratch dir, run path or None when `path` is the scratch dir itself).
+
+    `path` may also be a link into a scratch dir, such as the one setup()
+    leaves in the worktree (out -> <scratch>/out): it is resolved once, here;
+    deleting still goes from the scratch dir down, following no link."""
     target = Path(os.path.abspath(path))
     if not target.exists():
         raise GitCkptError(f'{path} does not exist', 'give a run dir inside a scratch dir (see git ckpt status)')
-    for candidate in (target, *target.parents):
-        if is_managed(candidate):
-            return candidate, None if candidate == target else target
+    real = Path(os.path.realpath(target))
+    for spelling in (target, real) if real != target else (target,):
+        for candidate in (spelling, *spelling.parents):
+            if is_managed(candidate):
+                return candidate, None if candidate == spelling else spelling
     raise GitCkptError(f'{path} is not inside a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
                        'nothing was deleted; give a run dir under a worktree scratch dir')
 

@@ -191,6 +191,50 @@ def is_managed(scratch_dir: Path) -> bool:
     return read_manifest(scratch_dir) is not None
 
 
+def is_standalone(manifest: dict[str, Any] | None) -> bool:
+    """A manifest mark_standalone_dir wrote: a GIT_CKPT_DIR dir with no root above it."""
+    return manifest is not None and manifest.get('standalone') is True
+
+
+def mark_standalone_dir(path: Path) -> str | None:
+    """Make a GIT_CKPT_DIR dir outside any project dir managed, when nothing
+    in it can be lost: it is a real directory of ours and it is empty (setup()
+    just created it, or a job script did with mkdir).  A dir that already held
+    files is never marked: they may be anything, and "only dirs with a
+    manifest are managed" is what keeps prune from deleting them.
+
+    Returns None when the dir is managed (marked now, or it had a manifest
+    already: a worktree's dir exported to a child process), else why not.
+    The usual case costs one lstat: no JSON is read.  Ranks racing here all
+    see it empty (our temp files aside) and all write the same manifest.
+    """
+    if os.path.lexists(path / C.MANIFEST_NAME):
+        return None
+    if os.path.lexists(path.parent / C.REPO_MANIFEST_NAME):
+        # Every managed dir of a project dir is a worktree's; this one would
+        # look like an orphan to status and gc.
+        return 'it is inside a project dir of the scratch root, where only worktrees have dirs'
+    temp_prefix = f'.{C.MANIFEST_NAME}.'  # write_text_atomic's temp files, from a racing rank
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return 'it is not a directory of yours'
+        with os.scandir(path) as entries:
+            if any(not entry.name.startswith(temp_prefix) for entry in entries):
+                return 'it already held files when git-ckpt first saw it'
+        write_json_atomic(path / C.MANIFEST_NAME, {
+            'schema': C.MANIFEST_SCHEMA,
+            'standalone': True,
+            'worktree_id': None,  # no worktree: never listed with a repository's dirs
+            'dir': os.fspath(path),
+            'created': now_iso(),
+            'tool_version': C.VERSION,
+        })
+    except OSError as exc:
+        return f'its manifest could not be written ({exc.strerror})'
+    return None
+
+
 def iter_project_dirs(root: Path):
     """Project dirs (one per repository) directly under the root."""
     try:

@@ -21,8 +21,8 @@ from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
 from git_ckpt.scratch import (
-    check_root, ensure_private_dir, ensure_standalone_dir, now_iso, read_json, write_json_atomic,
-    write_text_atomic,
+    check_root, ensure_private_dir, ensure_standalone_dir, mark_standalone_dir, now_iso, read_json,
+    write_json_atomic, write_text_atomic,
 )
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
 
@@ -258,6 +258,22 @@ def locate(
     return Location(root, root_real, project_dir, project_dir / worktree_leaf(worktree), worktree)
 
 
+def locate_current(*, project_name: str | None = None) -> Location:
+    """locate(current_worktree()), the git config read overlapping rev-parse:
+    setup()'s two git processes run at once.  (In a subdirectory git reads
+    the same config as at the top: same repository, same worktree.)"""
+    read_config = git.start_config_get_all()
+    try:
+        wt = current_worktree()
+    except BaseException:
+        try:
+            read_config()  # reap it; the rev-parse error is the one to report
+        except GitCkptError:
+            pass
+        raise
+    return locate(wt, settings=Settings(tuple(read_config())), project_name=project_name)
+
+
 def create_scratch_dir(location: Location) -> bool:
     """Make the scratch dir and its manifests; True if it was created now."""
     wt = location.worktree
@@ -339,6 +355,7 @@ def resolve_scratch_dir(
     if from_env is not None:
         if create:
             ensure_standalone_dir(from_env)
+            mark_standalone_dir(from_env)  # as setup() does: managed when new or empty
         return from_env
     return scratch_dir_for(current_worktree(cwd), create=create, cli_root=cli_root,
                            project_name=project_name)
