@@ -167,6 +167,39 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
+def json_text_holds(path: Path, expected: dict[str, str | int]) -> bool:
+    """True when the JSON object at `path`, as write_json_atomic writes it
+    (indent 2, sorted keys), holds each key with exactly this value: checked
+    on its text, without importing json (~1 ms of every setup() and hook).
+
+    Only a yes is sure: False means "look properly" (read_json), also for
+    values whose JSON spelling is not verbatim (quotes, backslashes, control
+    or non-ASCII characters).  A top-level key sits at the start of a line
+    indented by two spaces, which no string value can contain (JSON strings
+    hold no raw newline) and no nested key has (indented deeper).
+    """
+    lines = []
+    for key, value in expected.items():
+        if isinstance(value, str):
+            if not (value.isascii() and value.isprintable()) or '"' in value or '\\' in value:
+                return False
+            value = f'"{value}"'
+        lines.append(f'\n  "{key}": {value}')
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, 'rb') as f:
+            text = f.read().decode('utf-8')
+    except (OSError, ValueError):
+        return False
+    if not (text.startswith('{\n') and text.endswith('\n}\n')):
+        return False
+    for line in lines:
+        at = text.find(line)
+        if at < 0 or text[at + len(line)] not in ',\n':
+            return False
+    return True
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at path, or None if missing, unreadable or corrupt."""
     import json

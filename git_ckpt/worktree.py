@@ -21,8 +21,8 @@ from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
 from git_ckpt.scratch import (
-    check_root, ensure_private_dir, ensure_standalone_dir, mark_standalone_dir, now_iso, read_json,
-    write_json_atomic, write_text_atomic,
+    check_root, ensure_private_dir, ensure_standalone_dir, json_text_holds, mark_standalone_dir, now_iso,
+    read_json, write_json_atomic, write_text_atomic,
 )
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
 
@@ -279,7 +279,7 @@ def create_scratch_dir(location: Location) -> bool:
     wt = location.worktree
     ensure_private_dir(location.root_real, location.project_dir.relative_to(location.root_real))
     repo_manifest = location.project_dir / C.REPO_MANIFEST_NAME
-    if read_json(repo_manifest) is None:
+    if not json_text_holds(repo_manifest, {'schema': C.MANIFEST_SCHEMA}) and read_json(repo_manifest) is None:
         write_json_atomic(repo_manifest, {
             'schema': C.MANIFEST_SCHEMA,
             'repo': os.fspath(wt.common_dir),
@@ -290,7 +290,6 @@ def create_scratch_dir(location: Location) -> bool:
     existed = location.scratch_dir.exists() or location.scratch_dir.is_symlink()
     ensure_private_dir(location.root_real, location.scratch_dir.relative_to(location.root_real))
     manifest_path = location.scratch_dir / C.MANIFEST_NAME
-    manifest = read_json(manifest_path)
     # Where the worktree is now: kept current (after `git worktree move`, a
     # repo move or rename), so an orphan's manifest names its last place.
     whereabouts = {
@@ -299,6 +298,9 @@ def create_scratch_dir(location: Location) -> bool:
         'worktree': os.fspath(wt.top),
         'git_dir': os.fspath(wt.git_dir),
     }
+    if json_text_holds(manifest_path, {'schema': C.MANIFEST_SCHEMA, **whereabouts}):
+        return not existed  # the usual case (every setup() and hook): up to date, json not even imported
+    manifest = read_json(manifest_path)
     if manifest is None:
         write_json_atomic(manifest_path, {
             'schema': C.MANIFEST_SCHEMA,

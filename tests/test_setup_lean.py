@@ -1,10 +1,12 @@
 """What keeps `git_ckpt.setup()` cheap, checked without timing anything (the timing is in
-benchmarks/bench_setup.py): the modules it loads, and the subprocess-free git runner."""
+benchmarks/bench_setup.py): the modules it loads, the subprocess-free git runner, and
+manifests checked on their text."""
 from __future__ import annotations
 
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +35,9 @@ def _loaded(cwd, env=None) -> set[str]:
 def test_setup_in_a_worktree_loads_no_heavy_module(hermetic, repo):
     first = _loaded(repo)  # creates the scratch dir: writes manifests (json, datetime)
     assert not first & (NOT_ON_SETUPS_PATH - {'datetime'})
-    loaded = _loaded(repo)  # the steady state of every later run
+    loaded = _loaded(repo)  # the steady state of every later run: manifests checked on their text
     assert 'git_ckpt.hf' in loaded and 'git_ckpt.worktree' in loaded  # it did run
-    assert not loaded & NOT_ON_SETUPS_PATH
+    assert not loaded & (NOT_ON_SETUPS_PATH | {'json'})
 
 
 def test_setup_with_git_ckpt_dir_loads_no_heavy_module_and_no_json(hermetic, tmp_path):
@@ -104,3 +106,36 @@ def test_setup_outside_a_repository_reaps_the_config_read(hermetic, tmp_path):
     proc = run([sys.executable, '-c', code], cwd=tmp_path, env=env)
     assert 'is not inside a git repository' in proc.stdout
     assert 'left: none' in proc.stdout
+
+
+# --- manifests checked without json -----------------------------------------------------------------
+
+def test_json_text_holds_agrees_with_json(tmp_path):
+    from git_ckpt.scratch import json_text_holds, write_json_atomic
+    path = tmp_path / 'm.json'
+    write_json_atomic(path, {'schema': 1, 'worktree': '/w/exp 1', 'repo': '/r/.git',
+                             'nested': {'worktree': '/elsewhere'}, 'tricky': 'x", "worktree": "/fake'})
+    assert json_text_holds(path, {'schema': 1, 'worktree': '/w/exp 1', 'repo': '/r/.git'})
+    assert not json_text_holds(path, {'worktree': '/elsewhere'})   # only nested there
+    assert not json_text_holds(path, {'worktree': '/fake'})        # only inside a string value
+    assert not json_text_holds(path, {'worktree': '/w/exp'})       # a prefix is not the value
+    assert not json_text_holds(path, {'schema': 2})
+    assert not json_text_holds(path, {'missing': 'x'})
+    # Values json would escape are never judged on the text: read_json decides.
+    write_json_atomic(path, {'worktree': '/w/é"x'})
+    assert not json_text_holds(path, {'worktree': '/w/é"x'})
+    path.write_text('{\n  "worktree": "/w"\n')                    # cut short
+    assert not json_text_holds(path, {'worktree': '/w'})
+    assert not json_text_holds(tmp_path / 'none.json', {})
+
+
+def test_moved_worktree_still_updates_its_manifest(hermetic, repo, tmp_path):
+    import json
+    from conftest import add_worktree, git, scratch_path
+    wt = add_worktree(repo, tmp_path / 'wt1')
+    scratch = Path(run([sys.executable, '-c', 'import git_ckpt; print(git_ckpt.setup())'], cwd=wt).stdout.strip())
+    git('worktree', 'move', wt, tmp_path / 'wt2', cwd=repo)
+    again = run([sys.executable, '-c', 'import git_ckpt; print(git_ckpt.setup())'], cwd=tmp_path / 'wt2')
+    assert again.stdout.strip() == os.fspath(scratch) == os.fspath(scratch_path(tmp_path / 'wt2'))
+    manifest = json.loads((scratch / '.git-ckpt.json').read_text())
+    assert manifest['worktree'] == os.fspath(tmp_path / 'wt2')
