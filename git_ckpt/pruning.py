@@ -56,6 +56,10 @@ def prune_scratch_dir(scratch_dir: Path, keep: int, *, run_path: Path | None = N
     could not be judged (`problems`)."""
     if grace < 0:
         raise GitCkptError(f'--grace must not be negative (got {grace:g})', 'give seconds, e.g. --grace 300')
+    if not is_managed(scratch_dir):  # e.g. a GIT_CKPT_DIR that already held files when first used
+        raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
+                           'nothing was deleted; git-ckpt deletes only in dirs it manages (a GIT_CKPT_DIR '
+                           'is managed when setup() or git ckpt path created it or found it empty)')
     if dry_run:  # read-only: no lock needed
         return retention.plan(only_runs(inventory.scan(scratch_dir), run_path, exact), keep, keep_best, grace)
     with scratch_lock(scratch_dir, command):
