@@ -13,6 +13,7 @@ from collections import namedtuple  # not typing.NamedTuple: see settings.Settin
 from collections.abc import Callable
 from pathlib import Path
 
+from git_ckpt import spawn
 from git_ckpt.errors import GitCkptError
 
 # Variables that git exports to hooks and that would pin a nested git call to
@@ -67,7 +68,7 @@ def start_git(
     if isinstance(input, str):
         input = input.encode('utf-8', 'surrogateescape')
     try:
-        collect = _start(argv, env) if input is None else _ready(_run_with_input(argv, env, input))
+        collect = spawn.start(argv, env, input)
     except FileNotFoundError:
         raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.36')
     return lambda: _result(args, argv, cwd, check, text, *collect())
@@ -85,85 +86,6 @@ def _result(args, argv, cwd, check: bool, text: bool, returncode: int, out: byte
     if text:
         out, err = out.decode('utf-8', 'surrogateescape'), err.decode('utf-8', 'surrogateescape')
     return GitResult(argv, returncode, out, err)
-
-
-def _start(argv: list[str], env: dict[str, str] | None) -> Callable[[], tuple[int, bytes, bytes]]:
-    """Start argv with stdout and stderr to pipes, without the subprocess
-    module; returns the function that collects (returncode, stdout, stderr).
-
-    Importing subprocess (with locale, signal, threading, selectors) costs
-    ~3 ms, a tenth of what `git_ckpt.setup()` may take at the top of every
-    training script; posix_spawn starts git the same way (vfork + exec, safe
-    in a threaded process).  The directory goes in as `git -C` since
-    posix_spawn cannot change it.  Like subprocess, SIGPIPE and SIGXFSZ are
-    reset in the child; unlike it, fds the caller made inheritable stay open
-    in git (Python makes none by default).
-    """
-    import _signal  # the C half of `signal`, always loaded: `signal` itself costs an enum import
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    if min(out_r, out_w, err_r, err_w) <= 2:  # stdio closed in this process: let subprocess cope
-        for fd in (out_r, out_w, err_r, err_w):
-            os.close(fd)
-        return _ready(_run_with_input(argv, env, None))
-    try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
-                              file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
-                              setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
-    except BaseException:
-        for fd in (out_r, err_r):
-            os.close(fd)
-        raise
-    finally:
-        os.close(out_w)
-        os.close(err_w)
-    return lambda: _collect(pid, out_r, err_r)
-
-
-def _collect(pid: int, out_r: int, err_r: int) -> tuple[int, bytes, bytes]:
-    import _signal
-    import select
-    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    reaped = False
-    try:
-        # Both pipes at once, so a chatty stderr cannot block git while we wait on stdout.
-        poller = select.poll()
-        for fd in chunks:
-            poller.register(fd, select.POLLIN)
-        remaining = len(chunks)
-        while remaining:
-            for fd, _ in poller.poll():
-                data = os.read(fd, 65536)
-                if data:
-                    chunks[fd].append(data)
-                else:
-                    poller.unregister(fd)
-                    remaining -= 1
-        status = os.waitpid(pid, 0)[1]
-        reaped = True
-    finally:
-        os.close(out_r)
-        os.close(err_r)
-        if not reaped:  # interrupted: do not leave git running (as subprocess.run does)
-            try:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-    return os.waitstatus_to_exitcode(status), b''.join(chunks[out_r]), b''.join(chunks[err_r])
-
-
-def _ready(value):
-    """A collect function for a result that is already there."""
-    return lambda: value
-
-
-def _run_with_input(argv: list[str], env: dict[str, str] | None,
-                    input: bytes | None) -> tuple[int, bytes, bytes]:
-    """subprocess for what _spawn does not do: feeding stdin (cat-file --batch)."""
-    import subprocess
-    proc = subprocess.run(argv, env=env, capture_output=True, input=input)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 class RepoPaths(namedtuple('RepoPaths', ['top', 'git_dir', 'common_dir', 'is_bare'])):

@@ -1,5 +1,5 @@
 """What keeps `git_ckpt.setup()` cheap, checked without timing anything (the timing is in
-benchmarks/bench_setup.py): the modules it loads, the subprocess-free git runner, and
+benchmarks/bench_setup.py): the modules it loads, the subprocess-free git runner (spawn.py), and
 manifests checked on their text."""
 from __future__ import annotations
 
