@@ -126,3 +126,10 @@ PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
 # The pre-commit shim's line `init` fills with the dir holding the git_ckpt
 # package: the shim runs `python -S` (no site-packages scan) and imports from there.
 HOOK_PACKAGE_PATH_LINE = 'INSTALL_PATH='
+
+# --- setup() outside any repository (issue 6 follow-up) ---
+# A GIT_CKPT_DIR dir that setup() created (or found empty) outside any scratch
+# root gets a manifest with "standalone": true, so prune and setup(keep=N) may
+# delete old checkpoints in it.  It has no root above it for root-level state,
+# so its lock and size cache live in this hidden dir inside it.
+STANDALONE_STATE_DIR = '.git-ckpt-state'

@@ -9,19 +9,21 @@ GitPython alone costs ~100 ms per command).
 The commit hook imports this module on every commit, so its only module-level
 import is os: subprocess, pathlib, typing and collections (with the re, enum,
 threading, signal... they pull in) cost the hook more than its own work, and
-are imported by the functions that need them (records.record, not namedtuple).  The hook starts its
-git processes with start_git() (os.posix_spawnp), not subprocess.
+are imported by the functions that need them (records.record, not namedtuple).  Every git process
+is started by start_git() (spawn.py: os.posix_spawnp, not subprocess); run_git waits for it at
+once, and callers with independent calls (the hook, setup()) start them together.
 """
 from __future__ import annotations
 
 import os
 
+from git_ckpt import spawn
 from git_ckpt.errors import GitCkptError
 from git_ckpt.records import record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    import subprocess
+    from collections.abc import Callable
     from pathlib import Path
 
 # Variables that git exports to hooks and that would pin a nested git call to
@@ -39,6 +41,11 @@ def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+class GitResult(record('GitResult', 'args returncode stdout stderr')):
+    """What run_git returns: the fields of subprocess.CompletedProcess."""
+    __slots__ = ()
+
+
 def run_git(
         *args: str,
         cwd: str | os.PathLike[str] | None = None,
@@ -46,25 +53,49 @@ def run_git(
         env: dict[str, str] | None = None,
         text: bool = True,
         input: str | bytes | None = None,
-) -> subprocess.CompletedProcess:
-    """Run git; raise GitCkptError on failure when `check`."""
-    import subprocess
+) -> GitResult:
+    """Run git; raise GitCkptError on failure when `check`.
+
+    text=True decodes stdout and stderr as UTF-8 (undecodable bytes
+    surrogate-escaped, like os.fsdecode); newlines are left as git wrote them.
+    """
+    return start_git(*args, cwd=cwd, check=check, env=env, text=text, input=input)()
+
+
+def start_git(
+        *args: str,
+        cwd: str | os.PathLike[str] | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        text: bool = True,
+        input: str | bytes | None = None,
+) -> Callable[[], GitResult]:
+    """run_git, started now: returns the function that waits for git and
+    returns (or raises) what run_git would.  Call it exactly once, also on
+    error paths (it reaps the process).  Independent git calls then overlap:
+    the hook's diff, config and rev-parse; setup()'s config and rev-parse."""
+    argv = ['git', *args] if cwd is None else ['git', '-C', os.fspath(cwd), *args]
+    if isinstance(input, str):
+        input = input.encode('utf-8', 'surrogateescape')
     try:
-        proc = subprocess.run(
-            ('git', *args), cwd=cwd, env=env, capture_output=True, text=text, input=input,
-            **({'encoding': 'utf-8', 'errors': 'surrogateescape'} if text else {}),
-        )
+        collect = spawn.start(argv, env, input)
     except FileNotFoundError:
-        if cwd is not None and not os.path.isdir(cwd):
-            raise GitCkptError(f'{cwd} does not exist', 'give the path of an existing worktree')
         raise GitCkptError('git is not installed or not on PATH', 'install git >= 2.36')
-    except NotADirectoryError:
-        raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
-    if check and proc.returncode != 0:
-        err = proc.stderr if text else proc.stderr.decode(errors='replace')
-        first = (err.strip().splitlines() or [f'exit {proc.returncode}'])[0]
+    return lambda: _result(args, argv, cwd, check, text, *collect())
+
+
+def _result(args, argv, cwd, check: bool, text: bool, returncode: int, out: bytes, err: bytes) -> GitResult:
+    if returncode != 0 and cwd is not None and not os.path.isdir(cwd):
+        # `git -C` refused the directory (what subprocess's cwd= raised for).
+        if os.path.exists(cwd):
+            raise GitCkptError(f'{cwd} is not a directory', 'run git ckpt inside a worktree')
+        raise GitCkptError(f'{cwd} does not exist', 'give the path of an existing worktree')
+    if check and returncode != 0:
+        first = (err.decode(errors='replace').strip().splitlines() or [f'exit {returncode}'])[0]
         raise GitCkptError(f'git {args[0]} failed: {first}', 'see the git message above')
-    return proc
+    if text:
+        out, err = out.decode('utf-8', 'surrogateescape'), err.decode('utf-8', 'surrogateescape')
+    return GitResult(argv, returncode, out, err)
 
 
 class RepoPaths(record('RepoPaths', 'top git_dir common_dir is_bare')):
@@ -225,7 +256,7 @@ def current_branch(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
-                    cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
+                    cwd: str | os.PathLike[str] | None = None) -> GitResult:
     """`git worktree remove [--force] PATH`, unchecked: the caller reports git's
     own refusal (dirty or locked worktree) as it sees fit."""
     args = ['worktree', 'remove']
@@ -322,49 +353,15 @@ def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
     return sizes
 
 
-def start_git(*args: str, cwd: str | os.PathLike[str] | None = None):
-    """Start `git ARGS` in `cwd` now; returns the function that waits for it
-    and returns (exit status, stdout), or (None, '') when git could not start.
-    For the commit hook: os.posix_spawnp, not subprocess (whose imports cost
-    more than the hook's work).  stderr goes to /dev/null: on failure the
-    caller runs the ordinary function (run_git), which reports git's message.
-    """
-    read_fd, write_fd = os.pipe()
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_DUP2, write_fd, 1),
-               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-               (os.POSIX_SPAWN_CLOSE, read_fd)]
-    where = ('-C', os.fspath(cwd)) if cwd is not None else ()
-    try:
-        pid = os.posix_spawnp('git', ['git', *where, *args], os.environ, file_actions=actions)
-    except OSError:
-        pid = None
-    finally:
-        os.close(write_fd)
-
-    def wait() -> tuple[int | None, str]:
-        chunks = []
-        try:
-            while chunk := os.read(read_fd, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(read_fd)
-        if pid is None:
-            return None, ''
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        return code, b''.join(chunks).decode('utf-8', 'surrogateescape')
-    return wait
-
-
 def _started(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
     """`ordinary(cwd)`'s result from a git process started now: parsed from its
     output when git succeeded, else by calling `ordinary` (which raises the
     usual error with git's message)."""
-    wait = start_git(*args, cwd=cwd)
+    wait = start_git(*args, cwd=cwd, check=False)
 
     def result():
-        code, out = wait()
-        value = parse(out) if code in ok else None
+        proc = wait()
+        value = parse(proc.stdout) if proc.returncode in ok else None
         return ordinary(cwd) if value is None else value
     return result
 

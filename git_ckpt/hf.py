@@ -15,23 +15,21 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import hf_patch
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
 from git_ckpt.hf_patch import is_main_process, warn
 
 HF_CACHE_NAME = 'huggingface'  # <root>/huggingface: HF_HOME shared by all worktrees
 
 
-class _Config(NamedTuple):
-    scratch: Path        # the worktree's scratch dir (real path)
-    base: Path           # what relative output_dirs are relative to: the worktree top
-    link: bool
-    quiet: bool
-    git_dir: Path | None  # common git dir, for info/exclude; None without git
-    project_name: str | None
+class _Config(record('_Config', 'scratch base link quiet git_dir project_name')):
+    """scratch: the worktree's scratch dir (real path); base: what relative
+    output_dirs are relative to (the worktree top); git_dir: the common git
+    dir, for info/exclude (None without git)."""
+    __slots__ = ()
 
 
 _config: _Config | None = None
@@ -68,10 +66,11 @@ def _resolve(project_name: str | None, create: bool):
         # no git at all.  The worktree top comes along in GIT_CKPT_WORKTREE.
         if create:
             _make_env_dir(from_env)
+            _mark_env_dir(Path(os.path.realpath(from_env)))
         top = Path(os.environ[C.ENV_WORKTREE]) if os.environ.get(C.ENV_WORKTREE) else None
         return from_env, top, _common_git_dir(top) if top else None, None
-    wt = worktree.current_worktree()
-    location = worktree.locate(wt, project_name=project_name)
+    location = worktree.locate_current(project_name=project_name)
+    wt = location.worktree
     if create:
         worktree.create_scratch_dir(location)
         if location.root.warning:
@@ -113,6 +112,24 @@ def _make_env_dir(path: Path) -> None:
                            f'point {C.ENV_DIR} at a writable directory or unset it')
 
 
+def _mark_env_dir(path: Path) -> None:
+    """Manage the GIT_CKPT_DIR dir (a manifest) when it is new or empty, so
+    `git ckpt prune` and keep= may delete old checkpoints in it; a dir that
+    already held files stays the user's: keep= is told so now, not at each save."""
+    from git_ckpt.scratch import mark_standalone_dir
+    why_not = mark_standalone_dir(path)
+    if why_not is not None and _keep is not None:
+        _warn_keep_once(f'setup(keep={_keep}): nothing in {C.ENV_DIR}={path} will be pruned: {why_not} '
+                        f'(git-ckpt deletes only in dirs it manages); point {C.ENV_DIR} at a new or '
+                        'empty directory, or set save_total_limit')
+
+
+def _warn_keep_once(message: str) -> None:
+    if message not in _keep_warned:  # once per process: keep= runs after every save
+        _keep_warned.add(message)
+        warn(message)
+
+
 def scratch_dir(project_name: str | None = None) -> Path:
     """This worktree's scratch dir (GIT_CKPT_DIR if set), without patching anything."""
     return _resolve(project_name, create=False)[0]
@@ -134,6 +151,7 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
     if project_name is not None:
         from git_ckpt.settings import validate_name
         validate_name(project_name)
+    _keep = keep
     root = None
     if _config is not None and _config.project_name == project_name and os.environ.get(C.ENV_DIR) == _exported_dir:
         # A repeated call: keep what the first one resolved, no git calls.
@@ -151,16 +169,16 @@ def setup(project_name: str | None = None, link: bool = True, quiet: bool = Fals
     os.environ[C.ENV_WORKTREE] = os.fspath(config.base)
     if hf_cache:
         _setup_hf_cache(scratch, root, config)
-    _keep = keep
     state = hf_patch.install(_rewrite_output_dir, _prune_run if keep is not None else None)
     if changed and state != 'unsupported':
         _say(config, f'checkpoints go to {scratch} (output_dir paths in {config.base} are redirected there)')
     return scratch
 
 
-def _prune_run(output_dir: str) -> None:
+def _prune_run(output_dir: str, step: int | None = None) -> None:
     """setup(keep=N): called by the Trainer callback after each checkpoint save,
-    on the process that saves.  Prunes only this run (its output_dir).
+    on the process that saves.  Prunes only the run dir that checkpoint-<step>
+    was saved in (see _saved_run_dir): output_dir, or a search trial's subdir.
 
     Grace 0: this run's complete checkpoints were finished by this very process
     before on_save, so a grace window would only stop keep= from working.
@@ -171,7 +189,7 @@ def _prune_run(output_dir: str) -> None:
     if keep is None:
         return
     from git_ckpt import pruning
-    run = Path(os.path.abspath(output_dir))
+    run = _saved_run_dir(Path(os.path.abspath(output_dir)), step)
     try:
         scratch, _ = pruning.locate_run(run)
         plan = pruning.prune_scratch_dir(scratch, keep, run_path=run, exact=True, grace=0,
@@ -180,13 +198,40 @@ def _prune_run(output_dir: str) -> None:
         mine = [p for p in plan.problems if p.startswith((os.fspath(run) + os.sep, os.fspath(run) + ':'))]
         messages = [f'setup(keep={keep}): {p}' for p in mine + plan.failures]
     except GitCkptError as exc:
-        messages = [f'setup(keep={keep}): {output_dir} not pruned this time: {exc}']
+        messages = [f'setup(keep={keep}): {run} not pruned this time: {exc}']
     except Exception as exc:  # noqa: BLE001 (an unexpected bug must not end the run either)
-        messages = [f'setup(keep={keep}): pruning {output_dir} failed ({type(exc).__name__}: {exc})']
+        messages = [f'setup(keep={keep}): pruning {run} failed ({type(exc).__name__}: {exc})']
     for message in messages:
-        if message not in _keep_warned:  # once per process: this runs after every save
-            _keep_warned.add(message)
-            warn(message)
+        _warn_keep_once(message)
+
+
+def _saved_run_dir(output_dir: Path, step: int | None) -> Path:
+    """The dir holding the checkpoint-<step> just saved: output_dir itself, or
+    during Trainer.hyperparameter_search the trial's subdir (run-<trial>, or
+    what hp_name returns): args.output_dir stays the base there while each
+    trial saves into its own dir (Trainer._get_output_dir).  Several dirs may
+    hold a checkpoint-<step> (earlier trials): the newest one was just
+    written.  Only immediate subdirs, as transformers makes no deeper ones."""
+    if step is None:
+        return output_dir
+    name = f'{C.CHECKPOINT_PREFIX}{step}'
+    candidates = [output_dir]
+    try:
+        with os.scandir(output_dir) as entries:
+            candidates += [Path(e.path) for e in entries
+                           if not e.name.startswith((C.CHECKPOINT_PREFIX, C.TMP_CHECKPOINT_PREFIX))
+                           and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return output_dir
+    newest, newest_mtime = output_dir, None
+    for candidate in candidates:
+        try:
+            mtime = os.stat(candidate / name, follow_symlinks=False).st_mtime_ns
+        except OSError:
+            continue
+        if newest_mtime is None or mtime > newest_mtime:
+            newest, newest_mtime = candidate, mtime
+    return newest
 
 
 def _setup_hf_cache(scratch: Path, root: Path | None, config: _Config) -> None:

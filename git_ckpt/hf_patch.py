@@ -7,8 +7,8 @@ save_model, hub pushes) then reads one consistent directory, unlike the
 seed's PREFIX_CHECKPOINT_DIR patch (see the README).
 
 For `setup(keep=N)` we also append a TrainerCallback to
-`transformers.trainer.DEFAULT_CALLBACKS` whose on_save prunes the run (every
-Trainer built afterwards copies that list).
+`transformers.trainer.DEFAULT_CALLBACKS` whose on_save prunes the run that
+was just saved (every Trainer built afterwards copies that list).
 
 Standard library only: this module must never import transformers itself.
 If a target module is already loaded we patch it at once, otherwise a
@@ -17,9 +17,8 @@ meta-path finder patches it right after it is first executed.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from typing import Callable
+from collections.abc import Callable  # not typing: importing typing costs setup() ~3 ms
 
 TARGET_MODULE = 'transformers.training_args'
 TRAINER_MODULE = 'transformers.trainer'   # only for setup(keep=N): a callback after each save
@@ -30,7 +29,7 @@ MAX_MAJOR = 5
 _MARK = '_git_ckpt_original'
 
 _rewrite: Callable[[str | None], str | None] | None = None
-_on_save: Callable[[str], None] | None = None
+_on_save: Callable[[str, int], None] | None = None
 _pending: set[str] = set()  # modules the import hook still waits for
 _finder: '_Finder | None' = None
 _warned: set[str] = set()
@@ -38,6 +37,7 @@ _warned: set[str] = set()
 
 def parse_version(text: str) -> tuple[int, ...]:
     """Leading numeric components: '5.24.0.dev0' -> (5, 24, 0)."""
+    import re  # only when transformers is imported (which has loaded re already)
     parts = []
     for piece in text.split('.'):
         m = re.match(r'\d+', piece)
@@ -130,7 +130,7 @@ def patch_module(module) -> bool:
 
 
 def patch_trainer(module) -> bool:
-    """Add a callback that runs `_on_save(output_dir)` after every checkpoint save."""
+    """Add a callback that runs `_on_save(output_dir, global_step)` after every checkpoint save."""
     problem = _unsupported(module)
     if problem is not None:
         _warn_once(problem, 'setup(keep=N) cannot prune after saves; set save_total_limit=N instead')
@@ -145,7 +145,9 @@ def patch_trainer(module) -> bool:
         def on_save(self, args, state, control, **kwargs):
             if _on_save is not None and args.should_save:  # the process that writes checkpoints
                 try:
-                    _on_save(args.output_dir)
+                    # The step names the checkpoint just written: during a
+                    # hyperparameter search it is in a run-<trial> subdir of output_dir.
+                    _on_save(args.output_dir, state.global_step)
                 except Exception as exc:  # pruning must never kill a training run
                     warn(f'setup(keep=N): pruning after step {state.global_step} failed '
                          f'({type(exc).__name__}: {exc}); training goes on')
@@ -213,9 +215,10 @@ def uninstall_hook() -> None:
         _finder = None
 
 
-def install(rewrite: Callable[[str | None], str | None], on_save: Callable[[str], None] | None = None) -> str:
+def install(rewrite: Callable[[str | None], str | None],
+            on_save: Callable[[str, int], None] | None = None) -> str:
     """Route every TrainingArguments.output_dir through `rewrite`, and call
-    `on_save(output_dir)` after each checkpoint save when given.
+    `on_save(output_dir, global_step)` after each checkpoint save when given.
 
     Returns 'patched', 'hooked' (patched when transformers gets imported) or
     'unsupported', for the output_dir part.  Never imports transformers.

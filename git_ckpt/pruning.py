@@ -18,13 +18,19 @@ from git_ckpt.scratch import is_managed
 
 
 def locate_run(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
-    """(managed scratch dir, run path or None when `path` is the scratch dir itself)."""
+    """(managed scratch dir, run path or None when `path` is the scratch dir itself).
+
+    `path` may also be a link into a scratch dir, such as the one setup()
+    leaves in the worktree (out -> <scratch>/out): it is resolved once, here;
+    deleting still goes from the scratch dir down, following no link."""
     target = Path(os.path.abspath(path))
     if not target.exists():
         raise GitCkptError(f'{path} does not exist', 'give a run dir inside a scratch dir (see git ckpt status)')
-    for candidate in (target, *target.parents):
-        if is_managed(candidate):
-            return candidate, None if candidate == target else target
+    real = Path(os.path.realpath(target))
+    for spelling in (target, real) if real != target else (target,):
+        for candidate in (spelling, *spelling.parents):
+            if is_managed(candidate):
+                return candidate, None if candidate == spelling else spelling
     raise GitCkptError(f'{path} is not inside a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
                        'nothing was deleted; give a run dir under a worktree scratch dir')
 
@@ -50,6 +56,10 @@ def prune_scratch_dir(scratch_dir: Path, keep: int, *, run_path: Path | None = N
     could not be judged (`problems`)."""
     if grace < 0:
         raise GitCkptError(f'--grace must not be negative (got {grace:g})', 'give seconds, e.g. --grace 300')
+    if not is_managed(scratch_dir):  # e.g. a GIT_CKPT_DIR that already held files when first used
+        raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
+                           'nothing was deleted; git-ckpt deletes only in dirs it manages (a GIT_CKPT_DIR '
+                           'is managed when setup() or git ckpt path created it or found it empty)')
     if dry_run:  # read-only: no lock needed
         return retention.plan(only_runs(inventory.scan(scratch_dir), run_path, exact), keep, keep_best, grace)
     with scratch_lock(scratch_dir, command):

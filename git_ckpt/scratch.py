@@ -7,13 +7,17 @@ root must be a real directory we own.  Standard library only.
 """
 from __future__ import annotations
 
-import datetime
 import errno
-import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+
+# json and datetime are imported where they are used: setup() reads its
+# manifests on every call but rarely writes one, and each import is ~1 ms of
+# the start-up budget of a training script.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
@@ -169,6 +173,7 @@ def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
 
 
 def now_iso() -> str:
+    import datetime
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -190,14 +195,49 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:
     """`compact` for big machine-only files (caches): no indentation, no sorting."""
+    import json
     if compact:
         write_text_atomic(path, json.dumps(data, separators=(',', ':')) + '\n')
     else:
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
+def json_text_holds(path: Path, expected: dict[str, str | int]) -> bool:
+    """True when the JSON object at `path`, as write_json_atomic writes it
+    (indent 2, sorted keys), holds each key with exactly this value: checked
+    on its text, without importing json (~1 ms of every setup() and hook).
+
+    Only a yes is sure: False means "look properly" (read_json), also for
+    values whose JSON spelling is not verbatim (quotes, backslashes, control
+    or non-ASCII characters).  A top-level key sits at the start of a line
+    indented by two spaces, which no string value can contain (JSON strings
+    hold no raw newline) and no nested key has (indented deeper).
+    """
+    lines = []
+    for key, value in expected.items():
+        if isinstance(value, str):
+            if not (value.isascii() and value.isprintable()) or '"' in value or '\\' in value:
+                return False
+            value = f'"{value}"'
+        lines.append(f'\n  "{key}": {value}')
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, 'rb') as f:
+            text = f.read().decode('utf-8')
+    except (OSError, ValueError):
+        return False
+    if not (text.startswith('{\n') and text.endswith('\n}\n')):
+        return False
+    for line in lines:
+        at = text.find(line)
+        if at < 0 or text[at + len(line)] not in ',\n':
+            return False
+    return True
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at path, or None if missing, unreadable or corrupt."""
+    import json
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding='utf-8') as f:
@@ -217,6 +257,50 @@ def read_manifest(scratch_dir: Path) -> dict[str, Any] | None:
 
 def is_managed(scratch_dir: Path) -> bool:
     return read_manifest(scratch_dir) is not None
+
+
+def is_standalone(manifest: dict[str, Any] | None) -> bool:
+    """A manifest mark_standalone_dir wrote: a GIT_CKPT_DIR dir with no root above it."""
+    return manifest is not None and manifest.get('standalone') is True
+
+
+def mark_standalone_dir(path: Path) -> str | None:
+    """Make a GIT_CKPT_DIR dir outside any project dir managed, when nothing
+    in it can be lost: it is a real directory of ours and it is empty (setup()
+    just created it, or a job script did with mkdir).  A dir that already held
+    files is never marked: they may be anything, and "only dirs with a
+    manifest are managed" is what keeps prune from deleting them.
+
+    Returns None when the dir is managed (marked now, or it had a manifest
+    already: a worktree's dir exported to a child process), else why not.
+    The usual case costs one lstat: no JSON is read.  Ranks racing here all
+    see it empty (our temp files aside) and all write the same manifest.
+    """
+    if os.path.lexists(path / C.MANIFEST_NAME):
+        return None
+    if os.path.lexists(path.parent / C.REPO_MANIFEST_NAME):
+        # Every managed dir of a project dir is a worktree's; this one would
+        # look like an orphan to status and gc.
+        return 'it is inside a project dir of the scratch root, where only worktrees have dirs'
+    temp_prefix = f'.{C.MANIFEST_NAME}.'  # write_text_atomic's temp files, from a racing rank
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return 'it is not a directory of yours'
+        with os.scandir(path) as entries:
+            if any(not entry.name.startswith(temp_prefix) for entry in entries):
+                return 'it already held files when git-ckpt first saw it'
+        write_json_atomic(path / C.MANIFEST_NAME, {
+            'schema': C.MANIFEST_SCHEMA,
+            'standalone': True,
+            'worktree_id': None,  # no worktree: never listed with a repository's dirs
+            'dir': os.fspath(path),
+            'created': now_iso(),
+            'tool_version': C.VERSION,
+        })
+    except OSError as exc:
+        return f'its manifest could not be written ({exc.strerror})'
+    return None
 
 
 def iter_project_dirs(root: Path):

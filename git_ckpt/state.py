@@ -3,6 +3,10 @@
 State sits in the scratch root's STATE_DIR, never in the repository and never
 inside the scratch dir itself (so deleting checkpoints never touches it):
     <root>/.git-ckpt/<kind>/<project dir>/<worktree dir><suffix>
+A standalone dir (GIT_CKPT_DIR outside any root, see
+scratch.mark_standalone_dir) has no root above it, and its parents are the
+user's, not ours: its state goes in <dir>/.git-ckpt-state/<kind><suffix>
+(prune deletes only checkpoints, so that stays too).
 Standard library only.
 """
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
-from git_ckpt.scratch import ensure_private_dir, is_managed
+from git_ckpt.scratch import ensure_private_dir, is_standalone, read_manifest
 
 
 def real_scratch_dir(scratch_dir: Path) -> Path:
@@ -34,7 +38,10 @@ def root_of(scratch_dir: Path) -> Path | None:
     """The scratch root above a managed scratch dir (<root>/<project>/<leaf>),
     or None when the dir is not laid out by git-ckpt."""
     scratch_dir = real_scratch_dir(scratch_dir)
-    if is_managed(scratch_dir) or (scratch_dir.parent / C.REPO_MANIFEST_NAME).is_file():
+    if (scratch_dir.parent / C.REPO_MANIFEST_NAME).is_file():
+        return scratch_dir.parent.parent
+    manifest = read_manifest(scratch_dir)
+    if manifest is not None and not is_standalone(manifest):
         return scratch_dir.parent.parent
     return None
 
@@ -46,6 +53,8 @@ def state_file(scratch_dir: Path, kind: str, suffix: str, *, create: bool = True
     below the root."""
     scratch_dir = real_scratch_dir(scratch_dir)
     root = root_of(scratch_dir)
+    if root is None and is_standalone(read_manifest(scratch_dir)):
+        return ensure_private_dir(scratch_dir, C.STANDALONE_STATE_DIR, create=create) / f'{kind}{suffix}'
     if root is None:
         raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
                            'give the path of a worktree scratch dir (see git ckpt status)')

@@ -15,22 +15,22 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
 from git_ckpt.scratch import (
-    check_existing_path, check_root, ensure_private_dir, ensure_standalone_dir, now_iso, read_json, write_json_atomic,
-    write_text_atomic,
+    check_existing_path, check_root, ensure_private_dir, ensure_standalone_dir, json_text_holds,
+    mark_standalone_dir, now_iso, read_json, write_json_atomic, write_text_atomic,
 )
 from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
 
 
-class Worktree(NamedTuple):
-    top: Path          # the worktree's top-level directory
-    git_dir: Path      # its admin dir
-    common_dir: Path   # the repository's common git dir
+class Worktree(record('Worktree', 'top git_dir common_dir')):
+    """top: the worktree's top-level directory; git_dir: its admin dir;
+    common_dir: the repository's common git dir (all Paths)."""
+    __slots__ = ()
 
     @property
     def is_main(self) -> bool:
@@ -96,9 +96,9 @@ def default_project_name(common_dir: Path) -> str:
     return sanitize_component(name)
 
 
-class RepoIdentity(NamedTuple):
-    repo_id: str
-    auto_name: str   # the repo's name when the id was made; kept so renames keep the dir
+class RepoIdentity(record('RepoIdentity', 'repo_id auto_name')):
+    """auto_name: the repo's name when the id was made; kept so renames keep the dir."""
+    __slots__ = ()
 
 
 def repo_identity(common_dir: Path) -> RepoIdentity:
@@ -228,12 +228,9 @@ def project_dir_name(identity: RepoIdentity, settings: Settings, project_name: s
     return f'{validate_name(project_name)}-{identity.repo_id}'
 
 
-class Location(NamedTuple):
-    root: RootChoice
-    root_real: Path
-    project_dir: Path
-    scratch_dir: Path
-    worktree: Worktree
+class Location(record('Location', 'root root_real project_dir scratch_dir worktree')):
+    """root: the RootChoice; root_real, project_dir, scratch_dir: Paths; worktree: the Worktree."""
+    __slots__ = ()
 
 
 def locate(
@@ -265,12 +262,28 @@ def locate(
     return Location(root, root_real, project_dir, scratch_dir, worktree)
 
 
+def locate_current(*, project_name: str | None = None) -> Location:
+    """locate(current_worktree()), the git config read overlapping rev-parse:
+    setup()'s two git processes run at once.  (In a subdirectory git reads
+    the same config as at the top: same repository, same worktree.)"""
+    read_config = git.start_config_get_all()
+    try:
+        wt = current_worktree()
+    except BaseException:
+        try:
+            read_config()  # reap it; the rev-parse error is the one to report
+        except GitCkptError:
+            pass
+        raise
+    return locate(wt, settings=Settings(tuple(read_config())), project_name=project_name)
+
+
 def create_scratch_dir(location: Location) -> bool:
     """Make the scratch dir and its manifests; True if it was created now."""
     wt = location.worktree
     ensure_private_dir(location.root_real, location.project_dir.relative_to(location.root_real))
     repo_manifest = location.project_dir / C.REPO_MANIFEST_NAME
-    if read_json(repo_manifest) is None:
+    if not json_text_holds(repo_manifest, {'schema': C.MANIFEST_SCHEMA}) and read_json(repo_manifest) is None:
         write_json_atomic(repo_manifest, {
             'schema': C.MANIFEST_SCHEMA,
             'repo': os.fspath(wt.common_dir),
@@ -281,7 +294,6 @@ def create_scratch_dir(location: Location) -> bool:
     existed = location.scratch_dir.exists() or location.scratch_dir.is_symlink()
     ensure_private_dir(location.root_real, location.scratch_dir.relative_to(location.root_real))
     manifest_path = location.scratch_dir / C.MANIFEST_NAME
-    manifest = read_json(manifest_path)
     # Where the worktree is now: kept current (after `git worktree move`, a
     # repo move or rename), so an orphan's manifest names its last place.
     whereabouts = {
@@ -290,6 +302,9 @@ def create_scratch_dir(location: Location) -> bool:
         'worktree': os.fspath(wt.top),
         'git_dir': os.fspath(wt.git_dir),
     }
+    if json_text_holds(manifest_path, {'schema': C.MANIFEST_SCHEMA, **whereabouts}):
+        return not existed  # the usual case (every setup() and hook): up to date, json not even imported
+    manifest = read_json(manifest_path)
     if manifest is None:
         write_json_atomic(manifest_path, {
             'schema': C.MANIFEST_SCHEMA,
@@ -346,6 +361,7 @@ def resolve_scratch_dir(
     if from_env is not None:
         if create:
             ensure_standalone_dir(from_env)
+            mark_standalone_dir(from_env)  # as setup() does: managed when new or empty
         return from_env
     return scratch_dir_for(current_worktree(cwd), create=create, cli_root=cli_root,
                            project_name=project_name)
@@ -365,11 +381,10 @@ def worktree_path_of(admin_dir: Path, common_dir: Path) -> Path | None:
     return Path(gitfile).parent
 
 
-class ScratchEntry(NamedTuple):
-    scratch_dir: Path
-    manifest: dict
-    admin_dir: Path | None       # None: the worktree is gone -> an orphan
-    worktree_path: Path | None   # current path if alive
+class ScratchEntry(record('ScratchEntry', 'scratch_dir manifest admin_dir worktree_path')):
+    """admin_dir: None when the worktree is gone (an orphan); worktree_path:
+    its current path if alive."""
+    __slots__ = ()
 
     @property
     def is_orphan(self) -> bool:
