@@ -24,7 +24,7 @@ from git_ckpt.scratch import (
     check_existing_path, check_root, ensure_private_dir, ensure_standalone_dir, json_text_holds,
     mark_standalone_dir, now_iso, read_json, write_json_atomic, write_text_atomic,
 )
-from git_ckpt.settings import RootChoice, Settings, load_settings, resolve_root, validate_name
+from git_ckpt.settings import Settings, load_settings, resolve_root, validate_name
 
 
 class Worktree(record('Worktree', 'top git_dir common_dir')):
