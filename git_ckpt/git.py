@@ -245,6 +245,7 @@ def main_worktree_top(path: Path) -> Path | None:
         return path.parent if path.name == '.git' else path
     if not (os.path.isfile(path / 'HEAD') and os.path.isdir(path / 'objects')):
         return path  # not a git dir: taken as it is
+    from pathlib import Path
     proc = run_git('rev-parse', '--show-toplevel', cwd=path, check=False, env=clean_env())
     top = proc.stdout.strip() if proc.returncode == 0 else ''
     return Path(top) if top else None
