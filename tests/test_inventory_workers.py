@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ckpt, make_checkpoint, run
 from git_ckpt import constants as C
-from git_ckpt import inventory, inventory_workers
+from git_ckpt import inventory, inventory_workers, workers
 from git_ckpt.__main__ import parse_path_args, parse_status_args
 from git_ckpt.scratch import ensure_private_dir, write_json_atomic
 
@@ -43,7 +43,7 @@ def summary(inv: inventory.ScratchInventory) -> tuple:
 @pytest.fixture
 def two_cpus(monkeypatch) -> list[int]:
     """Two CPUs as far as scan_many knows; returns the pids it forked."""
-    monkeypatch.setattr(inventory_workers, '_cpus', lambda: 2)
+    monkeypatch.setattr(workers, 'cpus', lambda: 2)
     forked = []
     real_fork = os.fork
 
@@ -90,9 +90,9 @@ def test_a_dead_worker_is_replaced_by_a_scan_here(hermetic, two_cpus, monkeypatc
 def test_no_fork_with_one_cpu_or_one_dir(hermetic, monkeypatch):
     dirs = make_scratch_dirs(hermetic.root, 3)
     monkeypatch.setattr(os, 'fork', lambda: pytest.fail('forked'))
-    monkeypatch.setattr(inventory_workers, '_cpus', lambda: 1)
+    monkeypatch.setattr(workers, 'cpus', lambda: 1)
     assert len(inventory_workers.scan_many(dirs)) == 3
-    monkeypatch.setattr(inventory_workers, '_cpus', lambda: 2)
+    monkeypatch.setattr(workers, 'cpus', lambda: 2)
     assert len(inventory_workers.scan_many(dirs[:1])) == 1
 
 

@@ -29,12 +29,13 @@ class _Progress:
 
     def __init__(self) -> None:
         self.start = time.monotonic()
+        self.tty = sys.stderr.isatty()  # once, not once per checkpoint
         self.bar = None
         self.task = None
 
     def __call__(self, done: int, total: int, ckpt) -> None:
         if self.bar is None:
-            if not sys.stderr.isatty() or time.monotonic() - self.start < C.PROGRESS_AFTER_SECONDS:
+            if not self.tty or time.monotonic() - self.start < C.PROGRESS_AFTER_SECONDS:
                 return
             from rich.console import Console
             from rich.progress import Progress
