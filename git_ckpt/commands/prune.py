@@ -9,6 +9,7 @@ from pathlib import Path
 from git_ckpt import constants as C
 from git_ckpt import pruning, retention, worktree
 from git_ckpt.errors import GitCkptError
+from git_ckpt.inventory_workers import scan_many
 from git_ckpt.output import human_size, info, warn
 
 
@@ -58,14 +59,22 @@ def _shown(path: Path, base: Path) -> str:
 
 def _report(plan: retention.PrunePlan, dry_run: bool, base: Path) -> None:
     verb = 'would delete' if dry_run else 'delete'
+    lines = []
     for decision in plan.decisions:
         ckpt = decision.checkpoint
         rel = _shown(ckpt.path, base)
         if decision.delete:
             if dry_run:
-                info(f'{verb} {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
+                lines.append(f'{verb} {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
         else:
-            info(f'keep   {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
+            lines.append(f'keep   {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
+    _print_lines(lines)
+
+
+def _print_lines(lines: list[str]) -> None:
+    """One write for thousands of lines (stdout may be unbuffered: PYTHONUNBUFFERED)."""
+    if lines:
+        info('\n'.join(lines))
 
 
 def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: float,
@@ -79,7 +88,13 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
         raise GitCkptError('PATH and --all-worktrees exclude each other', 'give one of them')
     failed = False
     total_freed = total_planned = 0
-    for scratch_dir, run_path in _targets(path, all_worktrees, cli_root):
+    targets = _targets(path, all_worktrees, cli_root)
+    if len(targets) > 1:
+        # Walk the scratch dirs in parallel first (status's workers fill the size
+        # caches); the scan under each lock then re-validates every cached checkpoint
+        # (one lstat per directory) instead of walking every file one dir at a time.
+        scan_many([d for d, _ in targets if d.is_dir()])
+    for scratch_dir, run_path in targets:
         # Paths are shown relative to the scratch dir, or to the project dir
         # (so they name the worktree's dir) when several worktrees are pruned.
         base = scratch_dir.parent if all_worktrees else scratch_dir
@@ -99,8 +114,7 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
             for problem in plan.problems:
                 warn(problem)
             continue
-        for ckpt in plan.deleted:
-            info(f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})')
+        _print_lines([f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})' for ckpt in plan.deleted])
         for problem in plan.problems:
             warn(problem)
         for failure in plan.failures:
