@@ -7,7 +7,10 @@ a temp dir.  Rows:
 - status warm (cache filled) vs `du -s`: stat + getdents syscalls counted with
   `strace -f -c` (git and Python start-up included), target <= 1/10;
 - prune --keep 1 --all-worktrees vs `rm -rf` of exactly the checkpoints prune
-  deletes, on fresh copies of the checkpoints each round: wall time.
+  deletes, on fresh copies of the checkpoints each round: wall time.  Each
+  round runs rm -rf, prune of never-scanned checkpoints, then status + prune,
+  so both prune rows share the rm -rf samples of the same rounds.
+git_ckpt is byte-compiled first (see compile_bytecode).
 """
 from __future__ import annotations
 
