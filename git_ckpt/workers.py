@@ -54,7 +54,7 @@ def forked_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
                pickler: type[pickle.Pickler] = pickle.Pickler,
                on_result: Callable[[int, R], None] | None = None) -> list[R]:
     """[fn(item) for item in items] with the items dealt round-robin to
-    `workers` processes (this one takes the first share).  `on_result(index,
+    `workers` processes (this one takes the last share).  `on_result(index,
     result)` is called in this process for every item as its result arrives
     here (this process's own items first, then each worker's)."""
     results: dict[int, R] = {}
@@ -64,12 +64,14 @@ def forked_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
         if on_result is not None:
             on_result(index, result)
 
+    # This process takes the last (never larger) share: it also has the results
+    # to unpickle and its caller's work before and after.
     shares = [range(i, len(items), workers) for i in range(max(workers, 1))]
     children: list[tuple[range, tuple[int, int] | None]] = []
     try:
-        for share in shares[1:]:
+        for share in shares[:-1]:
             children.append((share, _start(fn, items, share, pickler)))
-        for i in shares[0]:
+        for i in shares[-1]:
             done(i, fn(items[i]))
         while children:
             share, child = children.pop(0)

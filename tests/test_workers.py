@@ -46,7 +46,7 @@ def test_forked_map_keeps_order_and_reports_every_result(forks):
                                  on_result=lambda i, r: seen.append(i))
     assert [r for r, _ in results] == [x * x for x in range(9)]
     assert sorted(seen) == list(range(9))
-    assert {i for i, (_, in_child) in enumerate(results) if in_child} == {1, 2, 4, 5, 7, 8}
+    assert {i for i, (_, in_child) in enumerate(results) if in_child} == {0, 1, 3, 4, 6, 7}
     assert len(forks) == 2
 
 
@@ -54,13 +54,13 @@ def test_forked_map_runs_here_what_a_dead_worker_did_not_report(forks):
     parent = os.getpid()
 
     def fn(x: int) -> tuple[int, bool]:
-        if os.getpid() != parent and x == 5:
-            os._exit(9)  # dies after reporting 1 and 3
+        if os.getpid() != parent and x == 4:
+            os._exit(9)  # dies after reporting 0 and 2 (items 4 and 6 never reach it)
         return x * x, os.getpid() != parent
 
     results = workers.forked_map(fn, list(range(8)), 2)
     assert [r for r, _ in results] == [x * x for x in range(8)]
-    assert [i for i, (_, in_child) in enumerate(results) if in_child] == [1, 3]
+    assert [i for i, (_, in_child) in enumerate(results) if in_child] == [0, 2]
 
 
 def test_no_fork_when_threads_run(monkeypatch):
@@ -119,14 +119,14 @@ def test_a_worker_killed_mid_prune_leaves_only_what_it_was_deleting(managed_scra
     real_rmtree = retention.rmtree_at
 
     def rmtree_or_die(parent_fd, name):
-        if os.getpid() != parent and '-8-' in name:
-            os._exit(9)  # killed after renaming checkpoint-8 aside, before deleting it
+        if os.getpid() != parent and '-7-' in name:
+            os._exit(9)  # killed after renaming checkpoint-7 aside, before deleting it
         return real_rmtree(parent_fd, name)
 
     monkeypatch.setattr(retention, 'rmtree_at', rmtree_or_die)
     retention.apply(plan)
     left = sorted(os.listdir(run_dir))
     assert [n for n in left if n.startswith('checkpoint-')] == ['checkpoint-20']
-    assert len([n for n in left if '-deleting-checkpoint-8-' in n]) == 1  # its trash, named as such
-    assert [f.split(':')[0] for f in plan.failures] == [os.fspath(run_dir / 'checkpoint-8')]
+    assert len([n for n in left if '-deleting-checkpoint-7-' in n]) == 1  # its trash, named as such
+    assert [f.split(':')[0] for f in plan.failures] == [os.fspath(run_dir / 'checkpoint-7')]
     assert len(plan.deleted) == 18
