@@ -121,3 +121,7 @@ GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
 POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
 PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
 PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
+
+# --- parallel scans and deletes (issue 4 speed: workers.py) ---
+ENV_WORKERS = 'GIT_CKPT_WORKERS'   # at most this many processes for a scan/delete (1: never fork)
+MAX_WORKERS = 4                    # the default cap (the CPUs we may run on count too)

@@ -25,10 +25,17 @@ import signal
 import sys
 from typing import Callable, Iterator, Sequence, TypeVar
 
+from git_ckpt import constants as C
+
 T = TypeVar('T')
 R = TypeVar('R')
 
-MAX_WORKERS = 4   # processes in all, this one included
+
+def max_workers() -> int:
+    """Processes in all, this one included: GIT_CKPT_WORKERS (1 turns forking
+    off, e.g. to compare on a given machine), else C.MAX_WORKERS."""
+    value = os.environ.get(C.ENV_WORKERS, '')
+    return int(value) if value.isascii() and value.isdigit() and int(value) >= 1 else C.MAX_WORKERS
 
 
 def cpus() -> int:
@@ -47,7 +54,7 @@ def worker_count(items: int, min_per_worker: int = 1) -> int:
     """How many processes (this one included) to use for `items` items."""
     if not may_fork():
         return 1
-    return max(1, min(cpus(), MAX_WORKERS, items // max(min_per_worker, 1)))
+    return max(1, min(cpus(), max_workers(), items // max(min_per_worker, 1)))
 
 
 def forked_map(fn: Callable[[T], R], items: Sequence[T], workers: int,

@@ -76,6 +76,10 @@ def test_no_fork_when_threads_run(monkeypatch):
         stop.set()
         thread.join()
     assert workers.worker_count(100, min_per_worker=60) == 1
+    monkeypatch.setenv('GIT_CKPT_WORKERS', '1')
+    assert workers.worker_count(100) == 1
+    monkeypatch.setenv('GIT_CKPT_WORKERS', 'lots')  # not a number: the default
+    assert workers.worker_count(100) == 2
 
 
 def big_run(scratch_dir: Path, count: int) -> Path:
