@@ -44,6 +44,7 @@ def summary(inv: inventory.ScratchInventory) -> tuple:
 def two_cpus(monkeypatch) -> list[int]:
     """Two CPUs as far as scan_many knows; returns the pids it forked."""
     monkeypatch.setattr(workers, 'cpus', lambda: 2)
+    monkeypatch.setattr(workers, 'idle_cpus', lambda: 2.0)
     forked = []
     real_fork = os.fork
 

@@ -21,6 +21,7 @@ HOUR = 3600.0
 def forks(monkeypatch) -> list[int]:
     """Two CPUs as far as workers knows; returns the pids it forked."""
     monkeypatch.setattr(workers, 'cpus', lambda: 2)
+    monkeypatch.setattr(workers, 'idle_cpus', lambda: 2.0)
     forked = []
     real_fork = os.fork
 
@@ -66,6 +67,7 @@ def test_forked_map_runs_here_what_a_dead_worker_did_not_report(forks):
 def test_no_fork_when_threads_run(monkeypatch):
     import threading
     monkeypatch.setattr(workers, 'cpus', lambda: 2)
+    monkeypatch.setattr(workers, 'idle_cpus', lambda: 2.0)
     assert workers.worker_count(100) == 2
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
@@ -80,6 +82,8 @@ def test_no_fork_when_threads_run(monkeypatch):
     assert workers.worker_count(100) == 1
     monkeypatch.setenv('GIT_CKPT_WORKERS', 'lots')  # not a number: the default
     assert workers.worker_count(100) == 2
+    monkeypatch.setattr(workers, 'idle_cpus', lambda: 1.4)  # the other core is mostly busy
+    assert workers.worker_count(100) == 1
 
 
 def big_run(scratch_dir: Path, count: int) -> Path:
