@@ -3,9 +3,9 @@
 Used where the work is CPU-bound Python plus many short syscalls: the cold
 scan of many scratch dirs (one lstat per file) and deleting many checkpoints
 (one unlink per file).  Threads do not help there: every syscall drops and
-retakes the GIL, and with two threads the hand-offs cost more than the overlap
-gains (measured 1.3-1.6x slower than one thread on the 50,000-file benchmark
-tree).  Forked workers share no GIL, so on N cores N items run at a time.
+retakes the GIL, and the hand-offs eat the overlap (two threads were no faster
+than one on the 50,000-file benchmark tree, up to 1.6x slower; four were 2-3x
+slower).  Forked workers share no GIL, so on N free cores N items run at a time.
 
 Each worker streams one pickled (index, result) record per item through a
 pipe as soon as the item is done.  Whatever a worker did not report (fork
