@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from git_ckpt import constants as C
-from git_ckpt import pruning, retention, worktree
+from git_ckpt import pruning, retention, workers, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.inventory_workers import scan_many
 from git_ckpt.output import human_size, info, warn
@@ -89,11 +89,13 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
     failed = False
     total_freed = total_planned = 0
     targets = _targets(path, all_worktrees, cli_root)
-    if len(targets) > 1:
+    existing = [d for d, _ in targets if d.is_dir()]
+    if workers.worker_count(len(existing)) > 1:
         # Walk the scratch dirs in parallel first (status's workers fill the size
         # caches); the scan under each lock then re-validates every cached checkpoint
         # (one lstat per directory) instead of walking every file one dir at a time.
-        scan_many([d for d, _ in targets if d.is_dir()])
+        # Without workers this would only add a second scan, so it is skipped.
+        scan_many(existing)
     for scratch_dir, run_path in targets:
         # Paths are shown relative to the scratch dir, or to the project dir
         # (so they name the worktree's dir) when several worktrees are pruned.
