@@ -7,7 +7,10 @@ a temp dir.  Rows:
 - status warm (cache filled) vs `du -s`: stat + getdents syscalls counted with
   `strace -f -c` (git and Python start-up included), target <= 1/10;
 - prune --keep 1 --all-worktrees vs `rm -rf` of exactly the checkpoints prune
-  deletes, on fresh copies of the checkpoints each round: wall time.
+  deletes, on fresh copies of the checkpoints each round: wall time.  Each
+  round runs rm -rf, prune of never-scanned checkpoints, then status + prune,
+  so both prune rows share the rm -rf samples of the same rounds.
+git_ckpt is byte-compiled first (see compile_bytecode).
 """
 from __future__ import annotations
 
@@ -97,6 +100,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child processes) of one call."""
+    c = _children_cpu()
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t, _children_cpu() - c
+
+
 def _median_pair(subject, baseline, repeats, setup=None):
     """Medians of (wall subject, wall baseline, cpu subject, cpu baseline).
     CPU time (user + system of the child processes) is reported next to wall
@@ -106,12 +117,21 @@ def _median_pair(subject, baseline, repeats, setup=None):
         for fn, wall, cpu in ((subject, s, s_cpu), (baseline, b, b_cpu)):
             if setup:
                 setup()
-            c = _children_cpu()
-            t = time.perf_counter()
-            fn()
-            wall.append(time.perf_counter() - t)
-            cpu.append(_children_cpu() - c)
+            w, c = _timed(fn)
+            wall.append(w)
+            cpu.append(c)
     return (statistics.median(s), statistics.median(b), statistics.median(s_cpu), statistics.median(b_cpu))
+
+
+def compile_bytecode() -> None:
+    """Byte-compile the git_ckpt that `git ckpt` runs, as pip does on install.
+    An editable install run with PYTHONDONTWRITEBYTECODE=1 (set in some shells
+    and CI images) would otherwise recompile every module on every call, a
+    start-up cost no installed copy pays."""
+    import compileall
+
+    import git_ckpt
+    compileall.compile_dir(os.path.dirname(git_ckpt.__file__), quiet=1)
 
 
 def rows(quick: bool) -> list[Row]:
@@ -121,6 +141,7 @@ def rows(quick: bool) -> list[Row]:
     # BENCH_INVENTORY_TMP=/dev/shm builds the tree on a tmpfs: no disk, so the
     # rows measure git-ckpt's own cost without the disk's (and neighbours') noise.
     where = os.environ.get('BENCH_INVENTORY_TMP') or None
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix='bench-inventory-', dir=where) as tmp:
         env, main, scratch_dirs, doomed = build(tmp, worktrees, runs, ckpts)
         root = env['GIT_CKPT_ROOT']
@@ -164,10 +185,23 @@ def rows(quick: bool) -> list[Row]:
             subprocess.run(['rm', '-rf', *map(os.fspath, doomed)], check=True)
 
         what = f'{len(doomed)} checkpoints, {len(doomed) * len(FILES)} files, {_fs_type(root)}'
-        for label, setup in (('never scanned', refill), ('after a status', refill_and_status)):
-            pr, rm, pr_cpu, rm_cpu = _median_pair(prune, rm_rf, max(3, repeats // 2), setup=setup)
+        # One rotation per repeat: rm -rf, prune of never-scanned checkpoints, status then
+        # prune.  Both prune rows are compared with the same rm -rf samples, taken between
+        # them, so a slow phase of the disk (ext4 with discard: TRIMs at journal commits)
+        # hits all three instead of one row's baseline.
+        samples = {name: ([], []) for name in ('rm', 'never scanned', 'after a status')}
+        for _ in range(max(3, repeats // 2)):
+            for name, setup, fn in (('rm', refill, rm_rf), ('never scanned', refill, prune),
+                                    ('after a status', refill_and_status, prune)):
+                setup()
+                wall, cpu = _timed(fn)
+                samples[name][0].append(wall)
+                samples[name][1].append(cpu)
+        rm_wall, rm_cpu = (statistics.median(v) for v in samples['rm'])
+        for label in ('never scanned', 'after a status'):
+            pr_wall, pr_cpu = (statistics.median(v) for v in samples[label])
             out.append(Row(f'prune --keep 1 --all-worktrees vs rm -rf of the same checkpoints, {label}',
-                           pr, rm, 1.2, what))
+                           pr_wall, rm_wall, 1.2, what))
             out.append(Row(f'prune vs rm -rf, {label}: CPU time (user+sys)', pr_cpu, rm_cpu, None, what))
     return out
 

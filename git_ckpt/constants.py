@@ -133,3 +133,7 @@ HOOK_PACKAGE_PATH_LINE = 'INSTALL_PATH='
 # delete old checkpoints in it.  It has no root above it for root-level state,
 # so its lock and size cache live in this hidden dir inside it.
 STANDALONE_STATE_DIR = '.git-ckpt-state'
+
+# --- parallel scans and deletes (issue 4 speed: workers.py) ---
+ENV_WORKERS = 'GIT_CKPT_WORKERS'   # at most this many processes for a scan/delete (1: never fork)
+MAX_WORKERS = 4                    # the default cap (the CPUs we may run on count too)

@@ -131,6 +131,14 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
     return state, None
 
 
+def child_path(parent: Path, name: str) -> Path:
+    """`parent / name` for a name read from a directory (one component): the
+    shortcut Path.iterdir itself uses, which skips re-parsing the parent
+    (5x cheaper; it counts per checkpoint).  Plain `/` where it is missing."""
+    make = getattr(parent, '_make_child_relpath', None)
+    return make(name) if make is not None else parent / name
+
+
 SCAN_THREADS = 4  # parallel walkers for uncached checkpoints, on network filesystems only
 
 
@@ -200,7 +208,7 @@ class _Scanner:
             self.problems.append(f'cannot read {path / entry.name}: {exc.strerror}')
             return st.st_blocks * 512
         try:
-            return self.walk(fd, path / entry.name, st)
+            return self.walk(fd, child_path(path, entry.name), st)
         finally:
             os.close(fd)
 
@@ -279,13 +287,15 @@ class _Scanner:
         """Measure checkpoints (name, step, in_progress, kind) of one parent dir;
         [(checkpoint, new bytes)].  Uncached trees are walked in parallel: on
         Lustre/GPFS each stat is a round trip, and stat releases the GIL."""
+        parent_text = os.fspath(parent)  # once per parent: str(Path) is not cheap per checkpoint
         if len(specs) > 1 and self.threads > 1:
             if self.pool is None:
                 from concurrent.futures import ThreadPoolExecutor
                 self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix='git-ckpt-scan')
-            measured = list(self.pool.map(lambda spec: self._measure_one(parent_fd, parent, *spec), specs))
+            measured = list(self.pool.map(lambda spec: self._measure_one(parent_fd, parent, parent_text, *spec),
+                                          specs))
         else:
-            measured = [self._measure_one(parent_fd, parent, *spec) for spec in specs]
+            measured = [self._measure_one(parent_fd, parent, parent_text, *spec) for spec in specs]
         return [(ckpt, self._account(ckpt, links)) for ckpt, links in measured if ckpt is not None]
 
     def _account(self, ckpt: Checkpoint, links: list) -> int:
@@ -296,24 +306,25 @@ class _Scanner:
         linked = sum(b for _, _, b in links)
         return ckpt.size - linked + self._add_links(links)
 
-    def _measure_one(self, parent_fd: int, parent: Path, name: str, step: int | None,
+    def _measure_one(self, parent_fd: int, parent: Path, parent_text: str, name: str, step: int | None,
                      in_progress: bool, kind: str) -> tuple[Checkpoint | None, list]:
         """One checkpoint, from the cache when its key holds; (ckpt, hard links)."""
-        path = parent / name
+        path = child_path(parent, name)
+        text = f'{parent_text}/{name}'
         try:
             top = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
             return None, []
-        rel = os.fspath(path)[len(self.prefix):]  # path is under the scratch dir by construction
+        rel = text[len(self.prefix):]  # path is under the scratch dir by construction
         cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
         if cached is not None:
             ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
                               in_progress, kind, None, cached.get('state_error'), cached.get('best'),
                               top.st_ino)
             return ckpt, cached['links']
-        ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, name, step,
+        ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, text, name, step,
                                                                 in_progress, kind, top)
         if cacheable and self.cache is not None:
             self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
@@ -321,7 +332,7 @@ class _Scanner:
                                    'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
         return ckpt, links
 
-    def _measure_checkpoint(self, parent_fd, path, name, step, in_progress, kind, top):
+    def _measure_checkpoint(self, parent_fd, path, text, name, step, in_progress, kind, top):
         tree = Tree()
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -332,7 +343,7 @@ class _Scanner:
             fd = None
         if fd is not None:
             try:
-                measure(fd, os.fspath(path), '.', top, tree, set())
+                measure(fd, text, '.', top, tree, set())
             finally:
                 os.close(fd)
         state_error = best = None

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from git_ckpt import constants as C
+from git_ckpt import workers
 from git_ckpt.errors import GitCkptError
 from git_ckpt.inventory import Checkpoint, Run, ScratchInventory
 from git_ckpt.safe_delete import is_real_dir, lstat_at, open_managed_dir, open_parent, rmtree_at
@@ -127,25 +128,40 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
     """Delete what `plan` says; returns bytes freed.  Each checkpoint is re-checked
     right before it goes (still a real dir, same inode, not modified within the
     grace window), renamed aside, then deleted by fd.  What could not be deleted
-    is listed in plan.failures; plan.deleted lists what went."""
+    is listed in plan.failures; plan.deleted lists what went (in plan order).
+
+    Big prunes delete several checkpoints at a time in forked workers (unlinks
+    are syscall-bound; see workers.forked_map), each checkpoint by exactly the
+    same _delete_one, relative to the same managed-dir fd."""
     targets = plan.to_delete
     if not targets:
         return 0
-    freed = 0
+    done = 0
+
+    def reported(index: int, why: str | None) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, len(targets), targets[index])
+
     base_fd = open_managed_dir(plan.scratch_dir)
     try:
-        for index, ckpt in enumerate(targets, 1):
-            why = _delete_one(base_fd, plan, ckpt)
-            if why is None:
-                plan.deleted.append(ckpt)
-                freed += ckpt.size
-            else:
-                plan.failures.append(f'{ckpt.path}: {why}')
-            if progress is not None:
-                progress(index, len(targets), ckpt)
+        whys = workers.forked_map(lambda ckpt: _delete_one(base_fd, plan, ckpt), targets,
+                                  workers.worker_count(len(targets), DELETE_MIN_PER_WORKER),
+                                  on_result=reported)
     finally:
         os.close(base_fd)
+    freed = 0
+    for ckpt, why in zip(targets, whys):
+        if why is None:
+            plan.deleted.append(ckpt)
+            freed += ckpt.size
+        else:
+            plan.failures.append(f'{ckpt.path}: {why}')
     return freed
+
+
+DELETE_MIN_PER_WORKER = 8  # a fork costs more than deleting a few small checkpoints
 
 
 def _inside(path: Path, base: Path) -> PurePosixPath:

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 from git_ckpt import constants as C
-from git_ckpt import pruning, retention, worktree
+from git_ckpt import pruning, retention, workers, worktree
 from git_ckpt.errors import GitCkptError
+from git_ckpt.inventory_workers import scan_many
 from git_ckpt.output import human_size, info, warn
 
 
@@ -29,12 +30,13 @@ class _Progress:
 
     def __init__(self) -> None:
         self.start = time.monotonic()
+        self.tty = sys.stderr.isatty()  # once, not once per checkpoint
         self.bar = None
         self.task = None
 
     def __call__(self, done: int, total: int, ckpt) -> None:
         if self.bar is None:
-            if not sys.stderr.isatty() or time.monotonic() - self.start < C.PROGRESS_AFTER_SECONDS:
+            if not self.tty or time.monotonic() - self.start < C.PROGRESS_AFTER_SECONDS:
                 return
             from rich.console import Console
             from rich.progress import Progress
@@ -57,14 +59,22 @@ def _shown(path: Path, base: Path) -> str:
 
 def _report(plan: retention.PrunePlan, dry_run: bool, base: Path) -> None:
     verb = 'would delete' if dry_run else 'delete'
+    lines = []
     for decision in plan.decisions:
         ckpt = decision.checkpoint
         rel = _shown(ckpt.path, base)
         if decision.delete:
             if dry_run:
-                info(f'{verb} {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
+                lines.append(f'{verb} {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
         else:
-            info(f'keep   {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
+            lines.append(f'keep   {rel} ({human_size(ckpt.size)}): {"; ".join(decision.reasons)}')
+    _print_lines(lines)
+
+
+def _print_lines(lines: list[str]) -> None:
+    """One write for thousands of lines (stdout may be unbuffered: PYTHONUNBUFFERED)."""
+    if lines:
+        info('\n'.join(lines))
 
 
 def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: float,
@@ -78,7 +88,15 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
         raise GitCkptError('PATH and --all-worktrees exclude each other', 'give one of them')
     failed = False
     total_freed = total_planned = 0
-    for scratch_dir, run_path in _targets(path, all_worktrees, cli_root):
+    targets = _targets(path, all_worktrees, cli_root)
+    existing = [d for d, _ in targets if d.is_dir()]
+    if workers.worker_count(len(existing)) > 1:
+        # Walk the scratch dirs in parallel first (status's workers fill the size
+        # caches); the scan under each lock then re-validates every cached checkpoint
+        # (one lstat per directory) instead of walking every file one dir at a time.
+        # Without workers this would only add a second scan, so it is skipped.
+        scan_many(existing)
+    for scratch_dir, run_path in targets:
         # Paths are shown relative to the scratch dir, or to the project dir
         # (so they name the worktree's dir) when several worktrees are pruned.
         base = scratch_dir.parent if all_worktrees else scratch_dir
@@ -98,8 +116,7 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
             for problem in plan.problems:
                 warn(problem)
             continue
-        for ckpt in plan.deleted:
-            info(f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})')
+        _print_lines([f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})' for ckpt in plan.deleted])
         for problem in plan.problems:
             warn(problem)
         for failure in plan.failures:

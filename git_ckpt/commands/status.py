@@ -10,6 +10,7 @@ from pathlib import Path
 from git_ckpt import constants as C
 from git_ckpt import git, inventory, scratch, worktree
 from git_ckpt.errors import GitCkptError
+from git_ckpt.inventory_workers import scan_many
 from git_ckpt.output import warn
 from git_ckpt.settings import load_settings, resolve_root
 
@@ -39,8 +40,9 @@ def _real(path: Path | str) -> str:
     return os.path.realpath(path)
 
 
-def rows_for_repo(project_dir: Path, common_dir: Path | None, now: float) -> list[Row]:
-    """Rows for every worktree git lists, then every orphaned scratch dir.
+def rows_for_repo(project_dir: Path, common_dir: Path | None) -> list[Row]:
+    """Rows for every worktree git lists, then every orphaned scratch dir, not
+    scanned yet (see scan_rows).
 
     `common_dir` None means the repository is gone: every dir is an orphan.
     """
@@ -63,7 +65,7 @@ def rows_for_repo(project_dir: Path, common_dir: Path | None, now: float) -> lis
             rows.append(Row(project_dir.name, wt.path, None, wt.branch, None, STATE_NO_DIR))
             continue
         used.add(entry.scratch_dir)
-        rows.append(_row(project_dir.name, wt.path, None, wt.branch, entry.scratch_dir, now))
+        rows.append(_row(project_dir.name, wt.path, None, wt.branch, entry.scratch_dir))
         if wt.prunable or not wt.path.is_dir():
             # Deleted by hand: git still has it, so its scratch dir is no orphan yet.
             rows[-1].problems.append(f'the worktree dir {wt.path} is gone; to free {entry.scratch_dir}: '
@@ -74,25 +76,33 @@ def rows_for_repo(project_dir: Path, common_dir: Path | None, now: float) -> lis
         if entry.is_orphan:
             old = entry.manifest.get('worktree')
             rows.append(_row(project_dir.name, None, str(old) if old else '?', entry.manifest.get('branch'),
-                             entry.scratch_dir, now, orphan=True))
+                             entry.scratch_dir, orphan=True))
         else:  # alive but not listed (git lists it under another spelling of its path)
             rows.append(_row(project_dir.name, entry.worktree_path, None, entry.manifest.get('branch'),
-                             entry.scratch_dir, now))
+                             entry.scratch_dir))
     return rows
 
 
 def _row(project: str, wt_path: Path | None, removed: str | None, branch: str | None,
-         scratch_dir: Path, now: float, orphan: bool = False) -> Row:
-    inv = inventory.scan(scratch_dir)
-    if orphan:
-        state = STATE_ORPHANED
-    elif not inv.exists:
-        state = STATE_NO_DIR
-    elif inv.in_progress(now):
-        state = STATE_IN_PROGRESS
-    else:
-        state = STATE_OK
-    return Row(project, wt_path, removed, branch, scratch_dir, state, inv, list(inv.problems))
+         scratch_dir: Path, orphan: bool = False) -> Row:
+    return Row(project, wt_path, removed, branch, scratch_dir, STATE_ORPHANED if orphan else STATE_OK)
+
+
+def scan_rows(rows: list[Row], now: float) -> None:
+    """Scan every row's scratch dir (all at once: the scans run in parallel
+    worker processes) and set its inventory, problems and state."""
+    pending = [row for row in rows if row.scratch_dir is not None and row.inventory is None]
+    for row, inv in zip(pending, scan_many([row.scratch_dir for row in pending])):
+        row.inventory = inv
+        row.problems.extend(inv.problems)
+        if row.state == STATE_ORPHANED:
+            continue
+        if not inv.exists:
+            row.state = STATE_NO_DIR
+        elif inv.in_progress(now):
+            row.state = STATE_IN_PROGRESS
+        else:
+            row.state = STATE_OK
 
 
 def _free_space(root: Path) -> tuple[int | None, int | None]:
@@ -118,7 +128,8 @@ def collect(all_: bool, cli_root: str | None) -> tuple[Path, list[Row], list[str
             manifest = scratch.read_json(project_dir / C.REPO_MANIFEST_NAME) or {}
             repo = manifest.get('repo')
             common_dir = Path(repo) if isinstance(repo, str) and os.path.isdir(repo) else None
-            rows.extend(rows_for_repo(project_dir, common_dir, now))
+            rows.extend(rows_for_repo(project_dir, common_dir))
+        scan_rows(rows, now)
         return root, rows, problems
     wt = worktree.current_worktree()
     try:
@@ -128,7 +139,8 @@ def collect(all_: bool, cli_root: str | None) -> tuple[Path, list[Row], list[str
         rows = [Row(None, e.path, None, e.branch, None, STATE_NO_DIR)
                 for e in git.worktree_list(cwd=wt.top) if not e.bare]
         return resolve_root(cli_root, load_settings(wt.top)).path, rows, [str(exc)]
-    rows = rows_for_repo(location.project_dir, wt.common_dir, now)
+    rows = rows_for_repo(location.project_dir, wt.common_dir)
+    scan_rows(rows, now)
     if not location.project_dir.is_dir():
         problems.append(f'{location.project_dir} does not exist yet (run git ckpt init or git ckpt path)')
     return location.root_real, rows, problems

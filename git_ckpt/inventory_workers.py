@@ -1,0 +1,46 @@
+"""Scanning many scratch dirs at once, in forked worker processes (`scan_many`).
+
+A cold scan on a local disk is CPU-bound (CPython's cost per entry plus one
+lstat each), so `status` deals its scratch dirs out to worker processes (see
+workers.forked_map for why processes and not threads).  Each worker scans
+whole scratch dirs, so each cache file is written by one process only, and
+sends the inventories back pickled.  Standard library only.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path, PosixPath
+
+from git_ckpt import inventory, workers
+
+
+class _PathPickler(pickle.Pickler):
+    """Pickles a Path as (its parent, once per dir; its name): unpickling one
+    then costs a child_path, not pathlib parsing every component again, which
+    was most of the time spent unpickling an inventory."""
+
+    def __init__(self, file, protocol: int | None = None) -> None:
+        super().__init__(file, protocol=protocol)
+        self._dirs: dict[str, Path] = {}
+
+    def reducer_override(self, obj):
+        if type(obj) is not PosixPath:
+            return NotImplemented
+        parent = obj.parent
+        if parent == obj or not obj.name:
+            return PosixPath, (os.fspath(obj),)
+        # The same parent object every time, so pickle's memo stores it once.
+        parent = self._dirs.setdefault(os.fspath(parent), parent)
+        return inventory.child_path, (parent, obj.name)
+
+
+def _scan(scratch_dir: Path) -> inventory.ScratchInventory:
+    return inventory.scan(scratch_dir)  # looked up at call time (tests replace inventory.scan)
+
+
+def scan_many(scratch_dirs: list[Path]) -> list[inventory.ScratchInventory]:
+    """inventory.scan of every dir (default size cache), in order; the same
+    result as scanning them one after another."""
+    dirs = list(scratch_dirs)
+    return workers.forked_map(_scan, dirs, workers.worker_count(len(dirs)), pickler=_PathPickler)
