@@ -43,6 +43,7 @@ class PrunePlan:
     problems: list[str] = field(default_factory=list)   # what was skipped and why
     deleted: list[Checkpoint] = field(default_factory=list)  # filled by apply()
     failures: list[str] = field(default_factory=list)        # filled by apply()
+    leftovers: list[Path] = field(default_factory=list)      # filled by apply(): trash of a killed prune
 
     @property
     def to_delete(self) -> list[Checkpoint]:
@@ -127,13 +128,17 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
     """Delete what `plan` says; returns bytes freed.  Each checkpoint is re-checked
     right before it goes (still a real dir, same inode, not modified within the
     grace window), renamed aside, then deleted by fd.  What could not be deleted
-    is listed in plan.failures; plan.deleted lists what went."""
+    is listed in plan.failures; plan.deleted lists what went.  Trash dirs a
+    killed prune left in these runs go first (plan.leftovers)."""
     targets = plan.to_delete
-    if not targets:
+    parents = sorted({d.checkpoint.path.parent for d in plan.decisions})
+    if not targets and not parents:
         return 0
     freed = 0
     base_fd = open_managed_dir(plan.scratch_dir)
     try:
+        for parent in parents:
+            _remove_leftovers(base_fd, plan, parent)
         for index, ckpt in enumerate(targets, 1):
             why = _delete_one(base_fd, plan, ckpt)
             if why is None:
@@ -146,6 +151,29 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
     finally:
         os.close(base_fd)
     return freed
+
+
+def _remove_leftovers(base_fd: int, plan: PrunePlan, parent: Path) -> None:
+    """Delete the trash dirs (renamed-aside checkpoints) a prune killed mid-delete
+    left in `parent`.  Called under the scratch dir's lock, so no live prune owns
+    them: without this they would hold their space forever."""
+    try:
+        parent_fd = open_parent(base_fd, _inside(parent / 'x', plan.scratch_dir))
+    except (OSError, ValueError):
+        return  # the checkpoints of this dir are refused the same way, with a reason
+    try:
+        with os.scandir(parent_fd) as it:
+            names = [e.name for e in it if e.name.startswith(C.PRUNE_TRASH_PREFIX)
+                     and e.is_dir(follow_symlinks=False)]
+        for name in names:
+            try:
+                rmtree_at(parent_fd, name)
+                plan.leftovers.append(parent / name)
+            except OSError as exc:
+                plan.failures.append(f'{parent / name}: leftover of an interrupted prune, '
+                                     f'could not delete: {exc.strerror or exc}')
+    finally:
+        os.close(parent_fd)
 
 
 def _inside(path: Path, base: Path) -> PurePosixPath:

@@ -275,3 +275,19 @@ def test_unreadable_checkpoint_is_skipped(as_unprivileged):
     assert proc.stdout.splitlines()[0] == "['checkpoint-2']"
     assert 'checkpoint-1: skipped' in proc.stdout
     assert names(run_dir) == ['checkpoint-1', 'checkpoint-3']
+
+
+def test_trash_left_by_a_killed_prune_is_deleted_by_the_next(inited_repo, wt_scratch):
+    """kill -9 between renaming a checkpoint aside and the end of its deletion
+    leaves a half-deleted trash dir (found by tests/faults/test_crash.py); the
+    next prune (under the lock, so its owner is dead) deletes it."""
+    run_dir = steps_run(wt_scratch / 'run', (1, 2, 3))
+    trash = run_dir / f'{C.PRUNE_TRASH_PREFIX}checkpoint-0-4242'
+    os.rename(make_checkpoint(run_dir, 'checkpoint-0'), trash)
+    (trash / 'model.safetensors').unlink()  # half deleted
+    other = wt_scratch / 'run' / 'notes'
+    other.mkdir()
+    proc = ckpt('prune', '--keep', '3', cwd=inited_repo)   # nothing to delete but the trash
+    assert f'deleted run/{trash.name} (left by an interrupted prune)' in proc.stdout
+    assert names(run_dir) == ['checkpoint-1', 'checkpoint-2', 'checkpoint-3', 'notes']
+    assert ckpt('prune', '--keep', '3', '--dry-run', cwd=inited_repo).returncode == 0

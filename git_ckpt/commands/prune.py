@@ -98,6 +98,8 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
             for problem in plan.problems:
                 warn(problem)
             continue
+        for leftover in plan.leftovers:
+            info(f'deleted {_shown(leftover, base)} (left by an interrupted prune)')
         for ckpt in plan.deleted:
             info(f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})')
         for problem in plan.problems:
