@@ -99,21 +99,51 @@ class Archived(NamedTuple):
 
 
 def make_archive(src: Path, dest: Path, *, fmt: str, delete_source: bool, meta: dict,
-                 progress: bool | None = None) -> Archived:
-    """Archive the tree `src` as `dest` (see choose_dest)."""
+                 progress: bool | None = None, keep: tuple[str, ...] = ()) -> Archived:
+    """Archive the tree `src` as `dest` (see choose_dest).  With delete_source,
+    top-level names in `keep` stay (a live worktree's scratch manifest)."""
     src_real, dest_real = os.path.realpath(src), os.path.realpath(dest.parent)
     if dest_real == src_real or dest_real.startswith(src_real + os.sep):
         raise GitCkptError(f'the archive dir {dest.parent} is inside {src}', 'archive to a dir outside it (--to DIR)')
     if fmt == 'tar.zst':
         from git_ckpt import tarzst
         result, manifest = tarzst.pack(src, dest, meta=meta, progress=progress)
-        left = transfer.delete_listed(src, manifest) if delete_source else []
+        left = transfer.delete_listed(src, manifest, keep=keep) if delete_source else []
         method = 'tar.zst'
     else:
-        result = transfer.transfer(src, dest, delete_source=delete_source, progress=progress, meta=meta)
+        result = transfer.transfer(src, dest, progress=progress, meta=meta)
         left, method = result.source_left, result.method
+        if delete_source and method == 'copy':
+            left += transfer.delete_verified(src, dest, keep=keep)
     return Archived(src, dest, method, result.files, result.bytes, result.resumed, left,
                     not os.path.lexists(src))
+
+
+def interrupted_delete(dest_root: Path, base: str, fmt: str, src: Path,
+                       ignore: tuple[str, ...] = ()) -> tuple[Path, dict] | None:
+    """(archive, manifest) of an archive of `src` under one of `base`'s names
+    that verifies and vouches for everything still in `src`: what an
+    `archive --delete-source` killed while deleting the source leaves.  A
+    rerun then only finishes the delete, instead of archiving the rest a
+    second time under a new name (one archive per run, as asked)."""
+    suffix = TAR_SUFFIX if fmt == 'tar.zst' else ''
+    sources = (os.fspath(src), os.path.realpath(src))
+    for i in range(1, 1000):
+        final = dest_root / f'{base if i == 1 else f"{base}-{i}"}{suffix}'
+        if archive_format(final) != fmt or final.is_symlink():
+            continue
+        if fmt == 'dir':
+            manifest = transfer.read_manifest(final)
+            if not manifest or manifest.get('source') not in sources or \
+                    not transfer.vouches_for(manifest, src, ignore=ignore):
+                continue
+        try:
+            manifest = check_archive(final)  # every byte, before anything is deleted on its word
+        except GitCkptError:
+            continue
+        if manifest.get('source') in sources and transfer.vouches_for(manifest, src, ignore=ignore):
+            return final, manifest
+    return None
 
 
 def delete_scratch_dir(scratch_dir: Path) -> None:

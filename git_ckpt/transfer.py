@@ -26,7 +26,7 @@ from typing import NamedTuple
 from git_ckpt import constants as C
 from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_file,  # noqa: F401
                                  delete_listed, delete_verified, fsync_dir, hash_file,
-                                 read_manifest, verify, write_manifest)
+                                 read_manifest, verify, vouches_for, write_manifest)
 from git_ckpt.errors import GitCkptError
 from git_ckpt.progress import byte_progress
 from git_ckpt.safe_delete import remove_tree

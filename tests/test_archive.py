@@ -386,3 +386,40 @@ def test_archive_waits_for_no_one_it_names_the_lock_holder(exp1, shm_dest):
         holder.kill()
         holder.wait()
     ckpt('archive', '--to', shm_dest, cwd=wt)
+
+
+def test_rerun_after_a_kill_mid_delete_source_finishes_the_delete(exp1, shm_dest):
+    """kill -9 while --delete-source deletes leaves a verified archive and part of
+    the source (found by tests/faults/test_crash.py: the rerun archived the rest
+    again as `-2`, splitting one scratch dir over two archives).  The rerun now
+    only deletes what the verified archive vouches for."""
+    wt, scratch = exp1
+    before = tree_digest(scratch)
+    ckpt('archive', '--to', shm_dest, cwd=wt)   # the copy went through ...
+    (scratch / 'run1' / 'checkpoint-10' / 'model.safetensors').unlink()   # ... the delete had begun
+    out = ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt).stdout
+    assert 'already holds the verified archive' in out and 'deleted what was left of the source' in out
+    assert os.listdir(shm_dest) == [f'exp1-{TODAY}']
+    assert digest_without_manifest(shm_dest / f'exp1-{TODAY}') == before
+    assert sorted(os.listdir(scratch)) == ['.git-ckpt.json']
+    # A file changed since: a new archive, nothing deleted on the old one's word.
+    fill(scratch, steps=(30,))
+    out = ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt).stdout
+    assert f'exp1-{TODAY}-2  (copy' in out
+    assert sorted(os.listdir(scratch)) == ['.git-ckpt.json']
+
+
+def test_delete_source_deletes_the_scratch_manifest_last(tmp_path):
+    """Until every other file is gone the scratch dir stays managed, so a rerun
+    after a kill mid-delete still finds it."""
+    src = tmp_path / 'scratch'
+    src.mkdir()
+    (src / '.git-ckpt.json').write_text('{}')
+    (src / 'a.bin').write_bytes(b'a')
+    (src / 'changed.bin').write_bytes(b'c')
+    manifest = {'files': {rel: {'size': (src / rel).stat().st_size, 'mtime_ns': (src / rel).stat().st_mtime_ns}
+                          for rel in ('.git-ckpt.json', 'a.bin')}}
+    assert sorted(transfer.delete_listed(src, manifest)) == ['.git-ckpt.json', 'changed.bin']
+    assert sorted(os.listdir(src)) == ['.git-ckpt.json', 'changed.bin']
+    (src / 'changed.bin').unlink()
+    assert transfer.delete_listed(src, manifest) == [] and not src.exists()

@@ -5,6 +5,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from git_ckpt import archive, inventory, targets, transfer, worktree
+from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
@@ -23,12 +24,19 @@ def _run_dir(scratch_dir: Path, run: str) -> Path:
 
 
 def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None, dest_root: Path,
-                fmt: str, delete_source: bool, dry_run: bool) -> archive.Archived | None:
-    """Archive one scratch dir (or one run in it); None for a dry run."""
+                fmt: str, delete_source: bool, dry_run: bool, live: bool = False) -> archive.Archived | None:
+    """Archive one scratch dir (or one run in it); None for a dry run.  `live`:
+    the scratch dir of an existing worktree, which keeps its manifest."""
     name = archive.worktree_name(manifest, scratch_dir)
-    dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
+    base = archive.base_name(name, run)
+    keep = (C.MANIFEST_NAME,) if live and src == scratch_dir else ()
+    dest, resuming = archive.choose_dest(dest_root, base, fmt, src)
     rename = fmt == 'dir' and transfer.same_filesystem(src, dest_root)
     if dry_run:
+        finished = archive.interrupted_delete(dest_root, base, fmt, src, keep) if delete_source else None
+        if finished:
+            info(f'would delete what is left of {src}: {finished[0]} already holds its verified archive')
+            return None
         how = ('rename: same filesystem, nothing copied' if rename else
                f'{"pack" if fmt == "tar.zst" else "copy"} and verify'
                f'{", then delete the source" if delete_source else ", source kept"}')
@@ -38,14 +46,23 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
             'worktree_id': manifest.get('worktree_id'), 'branch': manifest.get('branch'),
             'project': manifest.get('project'), 'scratch_dir': os.fspath(scratch_dir)}
     with scratch_lock(scratch_dir, 'archive'):
-        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta)
-    resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
-    info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
-         f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
+        finished = archive.interrupted_delete(dest_root, base, fmt, src, keep) if delete_source else None
+        if finished:
+            left = transfer.delete_listed(src, finished[1], keep=keep)
+            result = archive.Archived(src, finished[0], 'finish', 0, 0, 0, left, not os.path.lexists(src))
+        else:
+            result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta, keep=keep)
+    if finished:
+        info(f'{result.dest} already holds the verified archive of {src} (an earlier run was interrupted '
+             'while deleting the source); deleted what was left of the source')
+    else:
+        resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
+        info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
+             f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
     if result.source_left:
         warn(f'{len(result.source_left)} files changed after they were copied and were kept in {src}: '
              f'{", ".join(result.source_left[:3])}{" ..." if len(result.source_left) > 3 else ""}')
-    elif not result.source_gone:
+    elif not result.source_gone and not delete_source:
         info(f'the source is kept ({src}); to free it: rerun with --delete-source')
     return result
 
@@ -75,7 +92,7 @@ def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, 
         jobs = [(src, location.scratch_dir, manifest)]
     for src, scratch_dir, manifest in jobs:
         result = archive_one(src, scratch_dir, manifest, run=run, dest_root=dest_root, fmt=fmt,
-                             delete_source=delete_source, dry_run=dry_run)
+                             delete_source=delete_source, dry_run=dry_run, live=not orphans)
         if result and result.source_gone and not orphans and not run:
             worktree.create_scratch_dir(location)  # the live worktree keeps a (now empty) scratch dir
     return 0
