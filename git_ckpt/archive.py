@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import transfer
+from git_ckpt.checksums import check_file, walk_names
 from git_ckpt.errors import GitCkptError
 from git_ckpt.safe_delete import DIR_FLAGS, open_managed_dir, remove_tree, rmtree_at
 from git_ckpt.scratch import ensure_private_dir
@@ -206,34 +207,98 @@ def restore_names(path: Path, manifest: dict) -> list[str]:
 def restore(path: Path, manifest: dict, target: Path, *, force: bool,
             progress: bool | None = None) -> tuple[list[str], str]:
     """Bring a verified archive's entries into `target` (a dir inside a
-    managed scratch dir).  Returns (names restored, method)."""
+    managed scratch dir).  Returns (names restored, method: 'rename', 'copy',
+    'tar.zst', 'resumed' or 'already').
+
+    Rerunnable after a kill at any point: the staging dir of an interrupted
+    run is finished (its entries were verified when copied), and entries
+    already in `target` exactly as archived count as restored."""
     names = restore_names(path, manifest)
-    conflicts = [n for n in names if os.path.lexists(target / n)]
+    staging = target / f'.git-ckpt-restore-{path.name}'
+    staged = _interrupted_restore(staging, path)
+    pending = [n for n in names if os.path.lexists(staging / n)] if staged is not None else names
+    in_place = [n for n in pending if os.path.lexists(target / n)]
+    conflicts = [n for n in in_place if not _holds_archived(target, n, manifest)]
     if conflicts and not force:
         raise GitCkptError(f'{target} already has {", ".join(conflicts[:5])}'
                            f'{" ..." if len(conflicts) > 5 else ""}',
                            'nothing was restored; use --force to replace them, or restore into another worktree')
-    staging = target / f'.git-ckpt-restore-{path.name}'
-    if os.path.lexists(staging):
-        # An interrupted restore: on one filesystem its files may exist only there.
-        raise GitCkptError(f'an earlier restore of {path.name} was interrupted; its files are in {staging}',
-                           'move what you need out of it, delete it, then run restore again')
+    if staged is None:
+        pending = [n for n in pending if n in conflicts or n not in in_place]
+        if not pending:
+            return names, 'already'
+        method = _stage(path, staging, progress)
+    else:
+        bad = [n for n in pending if not _holds_archived(staging, n, staged)]
+        if bad:
+            raise GitCkptError(f'an earlier restore of {path.name} was interrupted and {staging / bad[0]} '
+                               'does not match the archive', 'move what you need out of it, delete it, '
+                               'then run restore again')
+        method = 'resumed'
+    for name in pending:
+        victim = target / name
+        if name not in conflicts and os.path.lexists(victim):
+            remove_tree(staging / name) if (staging / name).is_dir() else os.unlink(staging / name)
+            continue  # already there as archived
+        if victim.is_dir() and not victim.is_symlink():
+            remove_tree(victim)
+        elif os.path.lexists(victim):
+            os.unlink(victim)
+        os.rename(staging / name, target / name)
+    remove_tree(staging)
+    if staged is not None and any(not os.path.lexists(target / n) for n in names):
+        restore(path, manifest, target, force=force, progress=progress)  # what the killed run never staged
+    return names, method
+
+
+def _stage(path: Path, staging: Path, progress: bool | None) -> str:
+    """Copy (or on one filesystem move) the archive's tree to `staging`."""
     if archive_format(path) == 'tar.zst':
         from git_ckpt import tarzst
         tarzst.unpack(path, staging, progress=progress)
-        method = 'tar.zst'
-    else:
-        same_fs = transfer.same_filesystem(path, target)
-        result = transfer.transfer(path, staging, allow_rename=same_fs, progress=progress,
-                                   skip=(C.TRANSFER_MANIFEST_NAME, C.MANIFEST_NAME))
-        method = result.method
-    for name in conflicts:
-        victim = target / name
-        if victim.is_dir() and not victim.is_symlink():
-            remove_tree(victim)
-        else:
-            os.unlink(victim)
-    for name in names:
-        os.rename(staging / name, target / name)
-    remove_tree(staging)
-    return names, method
+        return 'tar.zst'
+    same_fs = transfer.same_filesystem(path, staging.parent)
+    result = transfer.transfer(path, staging, allow_rename=same_fs, progress=progress,
+                               skip=(C.TRANSFER_MANIFEST_NAME, C.MANIFEST_NAME))
+    return result.method
+
+
+def _interrupted_restore(staging: Path, path: Path) -> dict | None:
+    """The manifest of a staging dir a killed restore of `path` left complete
+    (or {} for one it had emptied), None when there is none.  Raises for
+    anything else under that name."""
+    if not os.path.lexists(staging):
+        return None
+    if staging.is_dir() and not staging.is_symlink():
+        data = transfer.read_manifest(staging)
+        if data is not None and data.get('source') in (os.fspath(path), os.path.realpath(path)):
+            return data
+        if data is None and not any(os.scandir(staging)):
+            return {'files': {}}
+    # On one filesystem the archive itself was moved there: never deleted on a guess.
+    raise GitCkptError(f'an earlier restore of {path.name} was interrupted; its files are in {staging}',
+                       'move what you need out of it, delete it, then run restore again')
+
+
+def _holds_archived(base: Path, name: str, manifest: dict) -> bool:
+    """Whether `base/name` is exactly the archive's entry `name`: every file
+    (size and sha256), symlink and dir, and nothing more."""
+    def under(rel: str) -> bool:
+        return rel == name or rel.startswith(f'{name}/')
+    files = {rel: rec for rel, rec in manifest.get('files', {}).items() if under(rel)}
+    links = {rel: t for rel, t in manifest.get('symlinks', {}).items() if under(rel)}
+    dirs = {rel for rel in manifest.get('dirs', []) if under(rel)}
+    if name in links:
+        return os.path.islink(base / name) and os.readlink(base / name) == links[name]
+    for rel, rec in files.items():
+        if check_file(base / rel, rec.get('sha256'), rec.get('size', -1)):
+            return False
+    for rel, target in links.items():
+        if not os.path.islink(base / rel) or os.readlink(base / rel) != target:
+            return False
+    if name in dirs:
+        if not (base / name).is_dir() or (base / name).is_symlink():
+            return False
+        present = {f'{name}/{rel}' for rel in walk_names(base / name)}
+        return present <= set(files) | set(links) | dirs
+    return name in files

@@ -423,3 +423,39 @@ def test_delete_source_deletes_the_scratch_manifest_last(tmp_path):
     assert sorted(os.listdir(src)) == ['.git-ckpt.json', 'changed.bin']
     (src / 'changed.bin').unlink()
     assert transfer.delete_listed(src, manifest) == [] and not src.exists()
+
+
+def test_restore_rerun_after_a_kill_between_staging_and_moving_in(exp1, shm_dest):
+    """kill -9 after the verified copy into the staging dir, with some entries
+    already moved in (found by tests/faults/test_crash.py: the rerun refused,
+    'an earlier restore was interrupted' or 'already has run1; use --force').
+    The rerun finishes the staged restore; a rerun after that has nothing to do."""
+    wt, scratch = exp1
+    fill(scratch, 'run2', steps=(5,))
+    before = tree_digest(scratch)
+    ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt)
+    path = shm_dest / f'exp1-{TODAY}'
+    staging = scratch / f'.git-ckpt-restore-{path.name}'
+    transfer.transfer(path, staging, allow_rename=False, skip=(transfer.MANIFEST, '.git-ckpt.json'))
+    os.rename(staging / 'run1', scratch / 'run1')   # the killed run had moved run1 in
+    out = ckpt('restore', path, cwd=wt).stdout
+    assert 'an interrupted restore was finished' in out
+    assert tree_digest(scratch) == before and not staging.exists()
+    out = ckpt('restore', path, cwd=wt).stdout
+    assert 'nothing to restore' in out
+    assert tree_digest(scratch) == before
+    # Something else under a restored name is still refused.
+    (scratch / 'run2' / 'checkpoint-5' / 'model.safetensors').write_bytes(b'newer work')
+    proc = ckpt('restore', path, cwd=wt, check=False)
+    assert proc.returncode == 1 and 'already has run2' in proc.stderr and 'run1' not in proc.stderr
+
+
+def test_restore_never_deletes_a_staging_dir_it_cannot_vouch_for(exp1, shm_dest):
+    wt, scratch = exp1
+    ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt)
+    staging = scratch / f'.git-ckpt-restore-exp1-{TODAY}'
+    staging.mkdir()
+    (staging / 'mine.bin').write_bytes(b'only copy')   # e.g. an archive moved there on one filesystem
+    proc = ckpt('restore', shm_dest / f'exp1-{TODAY}', cwd=wt, check=False)
+    assert proc.returncode == 1 and 'an earlier restore of' in proc.stderr
+    assert (staging / 'mine.bin').read_bytes() == b'only copy'

@@ -118,7 +118,12 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
         raise GitCkptError(f'{location.scratch_dir} is not a managed scratch dir', 'run git ckpt init')
     with scratch_lock(location.scratch_dir, 'restore'):
         names, method = archive.restore(path, manifest, target, force=force)
+    if method == 'already':
+        info(f'{target} already holds every entry of {path} as archived (verified); nothing to restore')
+        return 0
     kept = 'the archive was moved back (same filesystem)' if method == 'rename' else f'the archive is kept: {path}'
+    if method == 'resumed':
+        kept += '; an interrupted restore was finished'
     info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} from {path} into {target} (verified; {kept})')
     for name in names:
         info(f'  {name}')
