@@ -124,3 +124,25 @@ def test_unmanaged_dir_cannot_be_locked(tmp_path):
     with pytest.raises(GitCkptError, match='not a scratch dir managed by git-ckpt'):
         with scratch_lock(tmp_path, 'prune'):
             pass
+
+
+def test_a_full_root_still_locks(hermetic, inited_repo, tmpfs_mount, monkeypatch):
+    """On a 100% full root the holder's name cannot be written; the lock (an
+    flock) still works, so prune and archive can free space (found by
+    tests/faults/test_full_disk.py: they failed with 'No space left on device')."""
+    root = tmpfs_mount('root', size='1m')
+    monkeypatch.setenv('GIT_CKPT_ROOT', os.fspath(root))
+    scratch = Path(ckpt('path', cwd=inited_repo).stdout.strip())
+    with scratch_lock(scratch, 'prune'):
+        pass   # creates the lock file while there is room
+    with open(root / 'filler', 'wb') as f:
+        try:
+            f.write(b'\0' * (2 << 20))
+        except OSError:
+            pass
+    assert os.statvfs(root).f_bavail == 0
+    with scratch_lock(scratch, 'prune') as path:
+        with pytest.raises(GitCkptError, match='is in use by another git-ckpt process'):
+            with scratch_lock(scratch, 'archive'):
+                pass
+    assert path.exists()
