@@ -214,7 +214,7 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
     run is finished (its entries were verified when copied), and entries
     already in `target` exactly as archived count as restored."""
     names = restore_names(path, manifest)
-    staging = target / f'.git-ckpt-restore-{path.name}'
+    staging = target / f'{C.RESTORE_STAGING_PREFIX}{path.name}'
     staged = _interrupted_restore(staging, path)
     pending = [n for n in names if os.path.lexists(staging / n)] if staged is not None else names
     in_place = [n for n in pending if os.path.lexists(target / n)]

@@ -121,3 +121,6 @@ GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml
 POST_CHECKOUT_HOOK_ID = 'git-ckpt-post-checkout'
 PRE_COMMIT_REPO_URL = 'https://github.com/git-ckpt/git-ckpt'
 PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
+
+# --- fault suite fixes (issue 8, crash) ---
+RESTORE_STAGING_PREFIX = '.git-ckpt-restore-'   # <target>/<prefix><archive name>: a restore in progress (or killed)
