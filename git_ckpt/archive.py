@@ -173,6 +173,22 @@ def find_archive(arg: str, dest_root: Path | None) -> Path:
                        os.fspath(dest_root or '.'))
 
 
+def find_staging(scratch_dir: Path, arg: str) -> tuple[Path, Path, dict] | None:
+    """(archive path, target, manifest) of a restore of the archive `arg` that
+    was killed after moving it (same filesystem) into its staging dir under
+    `scratch_dir`: the archive is gone from the archive dir, and its files are
+    all there.  None when there is no such staging dir."""
+    wanted = f'{C.RESTORE_STAGING_PREFIX}{os.path.basename(os.path.abspath(os.path.expanduser(arg)))}'
+    for dirpath, dirnames, _ in os.walk(scratch_dir):
+        if wanted in dirnames:
+            staging = Path(dirpath) / wanted
+            manifest = transfer.read_manifest(staging)
+            if manifest is not None and not staging.is_symlink():
+                return Path(os.path.abspath(os.path.expanduser(arg))), Path(dirpath), manifest
+        dirnames[:] = [d for d in dirnames if not d.startswith((C.CHECKPOINT_PREFIX, C.RESTORE_STAGING_PREFIX))]
+    return None
+
+
 def archive_format(path: Path) -> str:
     return 'tar.zst' if path.name.endswith(TAR_SUFFIX) and path.is_file() else 'dir'
 
@@ -205,17 +221,19 @@ def restore_names(path: Path, manifest: dict) -> list[str]:
 
 
 def restore(path: Path, manifest: dict, target: Path, *, force: bool,
-            progress: bool | None = None) -> tuple[list[str], str]:
+            progress: bool | None = None, staged_only: bool = False) -> tuple[list[str], str]:
     """Bring a verified archive's entries into `target` (a dir inside a
     managed scratch dir).  Returns (names restored, method: 'rename', 'copy',
     'tar.zst', 'resumed' or 'already').
 
     Rerunnable after a kill at any point: the staging dir of an interrupted
     run is finished (its entries were verified when copied), and entries
-    already in `target` exactly as archived count as restored."""
+    already in `target` exactly as archived count as restored.
+    `staged_only`: the archive itself is gone (see find_staging); finish from
+    the staging dir, whatever source its manifest names."""
     names = restore_names(path, manifest)
     staging = target / f'{C.RESTORE_STAGING_PREFIX}{path.name}'
-    staged = _interrupted_restore(staging, path)
+    staged = manifest if staged_only else _interrupted_restore(staging, path)
     pending = [n for n in names if os.path.lexists(staging / n)] if staged is not None else names
     in_place = [n for n in pending if os.path.lexists(target / n)]
     conflicts = [n for n in in_place if not _holds_archived(target, n, manifest)]
@@ -246,7 +264,7 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
             os.unlink(victim)
         os.rename(staging / name, target / name)
     remove_tree(staging)
-    if staged is not None and any(not os.path.lexists(target / n) for n in names):
+    if staged is not None and not staged_only and any(not os.path.lexists(target / n) for n in names):
         restore(path, manifest, target, force=force, progress=progress)  # what the killed run never staged
     return names, method
 

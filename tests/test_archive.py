@@ -459,3 +459,25 @@ def test_restore_never_deletes_a_staging_dir_it_cannot_vouch_for(exp1, shm_dest)
     proc = ckpt('restore', shm_dest / f'exp1-{TODAY}', cwd=wt, check=False)
     assert proc.returncode == 1 and 'an earlier restore of' in proc.stderr
     assert (staging / 'mine.bin').read_bytes() == b'only copy'
+
+
+@pytest.mark.parametrize('manifest_rewritten', [False, True])
+def test_same_filesystem_restore_killed_after_moving_the_archive(exp1, hermetic, manifest_rewritten):
+    """On one filesystem restore renames the archive into its staging dir; a
+    kill right after left the archive gone from the archive dir, and the
+    rerun said 'no archive'.  It now finishes from the staging dir."""
+    wt, scratch = exp1
+    before = tree_digest(scratch)
+    ckpt('archive', '--delete-source', cwd=wt)   # same filesystem: a rename into <root>/archive
+    path = hermetic.root / 'archive' / f'exp1-{TODAY}'
+    staging = scratch / f'.git-ckpt-restore-{path.name}'
+    if manifest_rewritten:
+        transfer.transfer(path, staging, skip=(transfer.MANIFEST, '.git-ckpt.json'))
+    else:
+        os.rename(path, staging)   # killed between the rename and the new manifest
+    assert not path.exists()
+    out = ckpt('restore', f'exp1-{TODAY}', cwd=wt).stdout
+    assert 'from the staging dir of an interrupted restore' in out
+    after = tree_digest(scratch)
+    assert after.pop('.git-ckpt.json') and before.pop('.git-ckpt.json')   # re-made for the live worktree
+    assert after == before and not staging.exists()

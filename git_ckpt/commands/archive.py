@@ -107,7 +107,13 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
         dest_root = archive.archive_root(None, settings, location.root_real, create=False)
     except GitCkptError:
         dest_root = None
-    path = archive.find_archive(archive_arg, dest_root)
+    try:
+        path = archive.find_archive(archive_arg, dest_root)
+    except GitCkptError:
+        staged = archive.find_staging(location.scratch_dir, archive_arg) if location.scratch_dir.is_dir() else None
+        if staged is None:
+            raise
+        return _finish_staged(location, *staged, force=force)
     manifest = archive.check_archive(path)  # raises naming the bad files
     meta = manifest.get('meta') or {}
     worktree.create_scratch_dir(location)
@@ -125,6 +131,19 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
     if method == 'resumed':
         kept += '; an interrupted restore was finished'
     info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} from {path} into {target} (verified; {kept})')
+    for name in names:
+        info(f'  {name}')
+    return 0
+
+
+def _finish_staged(location: worktree.Location, path: Path, target: Path, manifest: dict, *, force: bool) -> int:
+    """A same-filesystem restore killed after it moved the archive into its
+    staging dir: finish it from there (each entry is checked against the
+    manifest before it is moved in)."""
+    with scratch_lock(location.scratch_dir, 'restore'):
+        names, _ = archive.restore(path, manifest, target, force=force, staged_only=True)
+    info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} into {target} from the staging '
+         f'dir of an interrupted restore (verified; the archive had been moved there: same filesystem)')
     for name in names:
         info(f'  {name}')
     return 0
