@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -142,6 +143,12 @@ def run_trials(name: str, scenario, seed: int, tmp: Path) -> None:
             how = kill_after(scenario.cmd, scenario.cwd, rng.uniform(max(first - 0.05, 0.0), last + 0.02))
         phase, problems, lost = scenario.check_after_kill()
         seen[phase] += 1
+        if getattr(scenario, 'consumed', None) and scenario.consumed():
+            problems += scenario.check_complete()   # done, and the command consumed its input
+            record_trial(name, failed=bool(problems), bytes_lost=lost)
+            assert not problems and lost == 0, (
+                f'GIT_CKPT_CRASH_SEED={seed} trial {trial}: {how}, state {phase!r}: {lost} bytes lost; {problems}')
+            continue
         rerun = subprocess.run(scenario.cmd, cwd=scenario.cwd, capture_output=True, text=True)
         if rerun.returncode != 0 or 'Traceback' in rerun.stderr:
             problems.append(f'the rerun failed (exit {rerun.returncode}): {rerun.stderr.strip()}')
@@ -402,6 +409,76 @@ def test_kill_9_during_restore(inited_repo, shm_dir, seed, tmp_path):
     assert accepted_by_restore(archive_path)
     scenario = RestoreScenario(wt, scratch, archive_path, original, {k: len(v) for k, v in blobs.items()})
     run_trials('1. kill -9: restore', scenario, seed, tmp_path)
+
+
+class SameFilesystemRestoreScenario(RestoreScenario):
+    """`git ckpt restore <name>` of an archive in <root>/archive: one filesystem, so
+    the archive itself is moved into a staging dir, then its entries into place."""
+
+    def __init__(self, wt, scratch, archive_path, template, original, sizes) -> None:
+        self.template = template
+        super().__init__(wt, scratch, archive_path, original, sizes)
+        self.cmd = ['git', 'ckpt', 'restore', archive_path.name]
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.archive.exists():
+            remove_tree(self.archive)
+        shutil.copytree(self.template, self.archive, symlinks=True)
+        os.utime(self.archive / transfer.MANIFEST)
+
+    def check_after_kill(self) -> tuple[str, list[str], int]:
+        problems, safe = [], []
+        if self.archive.exists():
+            if not accepted_by_restore(self.archive):
+                problems.append('the archive is under its name but does not verify')
+            safe.append(tree_digest(self.archive))
+        got = self._restored()
+        staged = [n for n in {rel.split('/', 1)[0] for rel in got} if n.startswith('.git-ckpt-restore-')]
+        for name in staged:   # the archive moved here: its files count where they are
+            safe.append({rel.split('/', 1)[1]: v for rel, v in got.items() if rel.startswith(f'{name}/')})
+        safe.append(got)
+        for name in {rel.split('/', 1)[0] for rel in got} - set(staged):
+            part = {rel: v for rel, v in got.items() if rel == name or rel.startswith(f'{name}/')}
+            if part != {rel: v for rel, v in self.original.items() if rel == name or rel.startswith(f'{name}/')}:
+                problems.append(f'{name} is in the scratch dir but incomplete')
+        lost, missing = lost_bytes(self.original, self.sizes, *safe)
+        if missing:
+            problems.append(f'lost: {missing[:5]}')
+        phase = ('archive in place' if self.archive.exists() else 'archive moved') + \
+            (' + staging' if staged else '') + f', {len(set(got) & set(self.original))} entries in place'
+        return phase, problems, lost
+
+    def consumed(self) -> bool:
+        """Finished before or as it was killed: the archive was moved back, so
+        rerunning `restore <name>` has nothing to find (and must not pretend)."""
+        return not self.archive.exists() and self._restored() == self.original
+
+    def check_complete(self) -> list[str]:
+        problems = []
+        if self._restored() != self.original:
+            problems.append('the scratch dir does not hold exactly the archive')
+        if self.archive.exists():
+            problems.append('the archive was not moved back')
+        return problems
+
+
+def test_kill_9_during_restore_on_one_filesystem(inited_repo, hermetic, seed, tmp_path):
+    git('worktree', 'add', '-q', '../exp1', cwd=inited_repo)
+    wt = inited_repo.parent / 'exp1'
+    scratch = scratch_path(wt)
+    rng = random.Random(seed)
+    blobs = checkpoint_blobs(rng, (10, 20, 30), model=2 * MIB)
+    write_tree(scratch, blobs, {'latest': 'run1/checkpoint-30'})
+    original = tree_digest(scratch)
+    original.pop('.git-ckpt.json')
+    ckpt('archive', '--delete-source', cwd=wt)   # a rename into <root>/archive
+    archive_path = hermetic.root / 'archive' / f'exp1-{TODAY}'
+    template = tmp_path / 'template'
+    shutil.copytree(archive_path, template, symlinks=True)
+    scenario = SameFilesystemRestoreScenario(wt, scratch, archive_path, template, original,
+                                             {k: len(v) for k, v in blobs.items()})
+    run_trials('1. kill -9: restore (same filesystem)', scenario, seed, tmp_path)
 
 
 # --- 1. prune --------------------------------------------------------------------
