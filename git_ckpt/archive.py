@@ -256,7 +256,8 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
     for name in pending:
         victim = target / name
         if name not in conflicts and os.path.lexists(victim):
-            remove_tree(staging / name) if (staging / name).is_dir() else os.unlink(staging / name)
+            dup = staging / name
+            remove_tree(dup) if dup.is_dir() and not dup.is_symlink() else os.unlink(dup)
             continue  # already there as archived
         if victim.is_dir() and not victim.is_symlink():
             remove_tree(victim)
