@@ -72,7 +72,7 @@ def choose_dest(dest_root: Path, base: str, fmt: str, src: Path) -> tuple[Path, 
     for final in candidates:
         partial = final.with_name(final.name + C.PARTIAL_SUFFIX)
         if not os.path.lexists(final) and os.path.lexists(partial) and \
-                _partial_source(partial, fmt) == src_real:
+                (_partial_source(partial, fmt) == src_real or transfer.empty_partial(partial)):
             return final, True
     for final in candidates:
         partial = final.with_name(final.name + C.PARTIAL_SUFFIX)
@@ -183,6 +183,8 @@ def find_staging(scratch_dir: Path, arg: str) -> tuple[Path, Path, dict] | None:
         if wanted in dirnames:
             staging = Path(dirpath) / wanted
             manifest = transfer.read_manifest(staging)
+            if manifest is None and not staging.is_symlink() and not os.listdir(staging):
+                manifest = {'files': {}}   # killed while removing it, after everything was in place
             if manifest is not None and not staging.is_symlink():
                 return Path(os.path.abspath(os.path.expanduser(arg))), Path(dirpath), manifest
         dirnames[:] = [d for d in dirnames if not d.startswith((C.CHECKPOINT_PREFIX, C.RESTORE_STAGING_PREFIX))]
@@ -264,10 +266,17 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
         elif os.path.lexists(victim):
             os.unlink(victim)
         os.rename(staging / name, target / name)
-    remove_tree(staging)
+    _remove_staging(staging)
     if staged is not None and not staged_only and any(not os.path.lexists(target / n) for n in names):
         restore(path, manifest, target, force=force, progress=progress)  # what the killed run never staged
     return names, method
+
+
+def _remove_staging(staging: Path) -> None:
+    """Its manifest last: a kill meanwhile leaves a staging dir find_staging
+    and the rerun still recognise (or an empty one)."""
+    remove_tree(staging, may_delete=lambda rel, st: rel != C.TRANSFER_MANIFEST_NAME)
+    remove_tree(staging)
 
 
 def _stage(path: Path, staging: Path, progress: bool | None) -> str:

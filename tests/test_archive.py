@@ -481,3 +481,19 @@ def test_same_filesystem_restore_killed_after_moving_the_archive(exp1, hermetic,
     after = tree_digest(scratch)
     assert after.pop('.git-ckpt.json') and before.pop('.git-ckpt.json')   # re-made for the live worktree
     assert after == before and not staging.exists()
+
+
+def test_an_archive_killed_before_its_partial_held_data_is_resumed_under_its_name(exp1, shm_dest):
+    wt, scratch = exp1
+    shm_dest.mkdir()
+    (shm_dest / f'exp1-{TODAY}.partial').mkdir()   # killed right after the mkdir
+    ckpt('archive', '--to', shm_dest, cwd=wt)
+    assert os.listdir(shm_dest) == [f'exp1-{TODAY}']
+
+
+def test_same_filesystem_restore_killed_while_removing_its_staging_dir(exp1, hermetic):
+    wt, scratch = exp1
+    staging = scratch / f'.git-ckpt-restore-exp1-{TODAY}'
+    staging.mkdir()   # everything was in place; only the empty staging dir was left
+    out = ckpt('restore', f'exp1-{TODAY}', cwd=wt).stdout
+    assert 'had already put everything in place' in out and not staging.exists()

@@ -142,6 +142,10 @@ def _finish_staged(location: worktree.Location, path: Path, target: Path, manife
     manifest before it is moved in)."""
     with scratch_lock(location.scratch_dir, 'restore'):
         names, _ = archive.restore(path, manifest, target, force=force, staged_only=True)
+    if not names:
+        info(f'an interrupted restore of {path.name} had already put everything in place; '
+             f'removed its empty staging dir in {target}')
+        return 0
     info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} into {target} from the staging '
          f'dir of an interrupted restore (verified; the archive had been moved there: same filesystem)')
     for name in names:
