@@ -301,20 +301,18 @@ def walk_names(tree: Path) -> list[str]:
     return out
 
 
-def delete_verified(src: Path, dest: Path, *, within: Path | None = None) -> list[str]:
+def delete_verified(src: Path, dest: Path, *, keep: tuple[str, ...] = (), within: Path | None = None) -> list[str]:
     """Delete from `src` exactly what `dest`'s manifest vouches for (see
     delete_listed).  Returns the source paths left in place."""
     data = read_manifest(dest)
     if data is None:
         raise GitCkptError(f'{dest} has no complete manifest', 'the source was not deleted')
-    return delete_listed(src, data, within=within)
+    return delete_listed(src, data, keep=keep, within=within)
 
 
-def delete_listed(src: Path, manifest: dict, *, within: Path | None = None) -> list[str]:
-    """Delete the files of `src` a verified copy's manifest lists, unchanged
-    (same size and mtime) since they were copied, and its symlinks; never
-    following links (nor any between `within`, e.g. the scratch dir, and
-    `src`).  Returns the source paths left in place."""
+def _vouched(manifest: dict):
+    """may_delete for remove_tree: a file the manifest lists, unchanged (same
+    size and mtime) since it was copied, or a symlink it lists."""
     files, symlinks = manifest['files'], manifest.get('symlinks', {})
 
     def verified(rel: str, st: os.stat_result) -> bool:
@@ -323,5 +321,42 @@ def delete_listed(src: Path, manifest: dict, *, within: Path | None = None) -> l
         record = files.get(rel)
         return (record is not None and stat.S_ISREG(st.st_mode) and st.st_size == record['size']
                 and st.st_mtime_ns == record.get('mtime_ns'))
+    return verified
 
-    return remove_tree(src, may_delete=verified, within=within)
+
+def delete_listed(src: Path, manifest: dict, *, keep: tuple[str, ...] = (),
+                  within: Path | None = None) -> list[str]:
+    """Delete the files of `src` a verified copy's manifest lists, unchanged
+    (same size and mtime) since they were copied, and its symlinks; never
+    following links (nor any between `within`, e.g. the scratch dir, and
+    `src`).  Returns the source paths left in place.
+
+    A scratch dir's own manifest (top level) goes last: a kill mid-delete
+    leaves a dir git-ckpt still manages, so a rerun can find and finish it.
+    Top-level names in `keep` are not deleted (nor, then, `src` itself)."""
+    verified = _vouched(manifest)
+    held = set(keep) | {C.MANIFEST_NAME}
+    left = remove_tree(src, may_delete=lambda rel, st: rel not in held and verified(rel, st), within=within)
+    if left and not set(left) - held and C.MANIFEST_NAME not in keep:
+        left = remove_tree(src, may_delete=lambda rel, st: rel not in keep and verified(rel, st), within=within)
+    return [rel for rel in left if rel not in keep]
+
+
+def vouches_for(manifest: dict, src: Path, *, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether every file and symlink still in `src` is one `manifest` vouches
+    for (what delete_listed would delete); top-level names in `ignore` aside."""
+    verified = _vouched(manifest)
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel_dir = os.path.relpath(dirpath, src)
+        prefix = '' if rel_dir == '.' else f'{rel_dir}/'
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = f'{prefix}{name}'
+            if rel in ignore:
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if not verified(rel, st):
+                return False
+    return True

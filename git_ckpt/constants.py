@@ -137,3 +137,6 @@ STANDALONE_STATE_DIR = '.git-ckpt-state'
 # --- parallel scans and deletes (issue 4 speed: workers.py) ---
 ENV_WORKERS = 'GIT_CKPT_WORKERS'   # at most this many processes for a scan/delete (1: never fork)
 MAX_WORKERS = 4                    # the default cap (the CPUs we may run on count too)
+
+# --- fault suite fixes (issue 8, crash) ---
+RESTORE_STAGING_PREFIX = '.git-ckpt-restore-'   # <target>/<prefix><archive name>: a restore in progress (or killed)

@@ -27,6 +27,7 @@ def error_line(exc: BaseException) -> str:
 def report(exc: BaseException) -> int:
     """Print one stderr line for an exception that reached the top; return the
     exit code.  Shared by the click CLI and the fast paths that avoid click."""
+    import errno
     import os
     import sys
     if isinstance(exc, GitCkptError):
@@ -35,6 +36,12 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         print('git-ckpt: interrupted', file=sys.stderr)
         return 130
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f' of {os.path.dirname(exc.filename) or "."}' if isinstance(exc.filename, str) else ''
+        print(f'git-ckpt: error: no space left on the filesystem{where} ({exc.strerror}); free space there '
+              '(git ckpt status shows what uses it; git ckpt prune --keep N) or choose another root',
+              file=sys.stderr)
+        return 1
     if isinstance(exc, OSError):
         where = f' {exc.filename}' if exc.filename else ''
         print(f'git-ckpt: error: {exc.strerror or exc}{where}; check the path and its permissions',

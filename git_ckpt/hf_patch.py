@@ -6,6 +6,8 @@ Everything the Trainer does afterwards (rotation, resume, best model,
 save_model, hub pushes) then reads one consistent directory, unlike the
 seed's PREFIX_CHECKPOINT_DIR patch (see the README).
 
+`Trainer._save_checkpoint` is wrapped so that a save that fills the disk
+leaves no partial checkpoint behind and raises a clear error (save_guard.py).
 For `setup(keep=N)` we also append a TrainerCallback to
 `transformers.trainer.DEFAULT_CALLBACKS` whose on_save prunes the run that
 was just saved (every Trainer built afterwards copies that list).
@@ -130,7 +132,15 @@ def patch_module(module) -> bool:
 
 
 def patch_trainer(module) -> bool:
-    """Add a callback that runs `_on_save(output_dir, global_step)` after every checkpoint save."""
+    """Guard every checkpoint save against a full disk (see save_guard), and
+    with setup(keep=N) add a callback that runs `_on_save(output_dir, global_step)`
+    after every checkpoint save."""
+    trainer = getattr(module, 'Trainer', None)
+    if isinstance(trainer, type) and callable(trainer.__dict__.get('_save_checkpoint')):
+        from git_ckpt.save_guard import patch_save_checkpoint
+        patch_save_checkpoint(trainer, _MARK)
+    if _on_save is None:
+        return True
     problem = _unsupported(module)
     if problem is not None:
         _warn_once(problem, 'setup(keep=N) cannot prune after saves; set save_total_limit=N instead')
@@ -226,7 +236,7 @@ def install(rewrite: Callable[[str | None], str | None],
     global _rewrite, _on_save, _finder
     _rewrite, _on_save = rewrite, on_save
     state = 'hooked'
-    for name in (TARGET_MODULE, TRAINER_MODULE) if on_save is not None else (TARGET_MODULE,):
+    for name in (TARGET_MODULE, TRAINER_MODULE):
         module = sys.modules.get(name)
         if module is None:
             _pending.add(name)

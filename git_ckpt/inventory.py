@@ -139,6 +139,22 @@ def child_path(parent: Path, name: str) -> Path:
     return make(name) if make is not None else parent / name
 
 
+def _work_dir(dir_fd: int, name: str) -> bool:
+    """A dir git-ckpt is working in: a restore's staging dir, a checkpoint being
+    deleted, a copy in progress (`.partial` with a transfer journal).  What is in
+    it is not a run: prune must never delete in it (after a kill, a staging dir
+    may hold the only copy of an archive)."""
+    if name.startswith((C.RESTORE_STAGING_PREFIX, C.PRUNE_TRASH_PREFIX)):
+        return True
+    if not name.endswith(C.PARTIAL_SUFFIX):
+        return False
+    try:
+        os.stat(f'{name}/{C.TRANSFER_JOURNAL_NAME}', dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
 SCAN_THREADS = 4  # parallel walkers for uncached checkpoints, on network filesystems only
 
 
@@ -153,6 +169,7 @@ class _Scanner:
         self.newest = 0.0
         self.threads = SCAN_THREADS if is_network_fs(scratch_dir) else 1
         self.pool = None
+        self.hidden = 0   # > 0 inside git-ckpt's own work dirs: measured, never runs
 
     def _add_links(self, links: list[list[int]]) -> int:
         """Bytes of hard-linked files not counted yet anywhere in this scan."""
@@ -183,7 +200,7 @@ class _Scanner:
                 size += self._walk_art_dir(dir_fd, path, run)
                 continue
             size += self._walk_entry(dir_fd, path, entry)
-        if run.checkpoints:
+        if run.checkpoints and not self.hidden:
             run.size = size
             run.checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
             self._pick_best(run)
@@ -207,9 +224,12 @@ class _Scanner:
         except OSError as exc:
             self.problems.append(f'cannot read {path / entry.name}: {exc.strerror}')
             return st.st_blocks * 512
+        hidden = _work_dir(dir_fd, entry.name)
+        self.hidden += hidden
         try:
             return self.walk(fd, child_path(path, entry.name), st)
         finally:
+            self.hidden -= hidden
             os.close(fd)
 
     def _hf_checkpoints(self, dir_fd: int, path: Path, entries: list[os.DirEntry], run: Run) -> int:

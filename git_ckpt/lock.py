@@ -68,8 +68,11 @@ def scratch_lock(scratch_dir: Path, command: str, *, wait: bool = False,
         _acquire(fd, path, scratch_dir, wait, timeout)
         info = {'pid': os.getpid(), 'command': command, 'host': socket.gethostname(),
                 'started': datetime.datetime.now().astimezone().replace(microsecond=0).isoformat()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode() + b'\n', 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode() + b'\n', 0)
+        except OSError:
+            pass  # a full root: the flock is the lock, the holder's name only helps messages
         try:
             yield path
         finally:

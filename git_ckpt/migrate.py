@@ -96,6 +96,14 @@ def execute(plan: Plan, *, progress: bool | None = None, within: Path | None = N
         result = transfer.transfer(plan.src, plan.dest, delete_source=True, progress=progress, within=within)
         files, resumed, left = result.files, result.resumed, result.source_left
     elif plan.action == FINISH:
+        # Verified when it was made, but a kill came before the delete: check
+        # every byte again (it may have been changed or pruned since).
+        problems = transfer.verify(plan.dest)
+        if problems:
+            shown = ', '.join(str(p) for p in problems[:3]) + (' ...' if len(problems) > 3 else '')
+            raise GitCkptError(f'the copy in {plan.dest} no longer matches its manifest ({shown}); '
+                               f'{plan.src} was not deleted',
+                               f'move {plan.dest} away (keep what you need from it), then rerun')
         left = transfer.delete_verified(plan.src, plan.dest, within=within)
     else:
         left = []

@@ -44,6 +44,7 @@ class PrunePlan:
     problems: list[str] = field(default_factory=list)   # what was skipped and why
     deleted: list[Checkpoint] = field(default_factory=list)  # filled by apply()
     failures: list[str] = field(default_factory=list)        # filled by apply()
+    leftovers: list[Path] = field(default_factory=list)      # filled by apply(): trash of a killed prune
 
     @property
     def to_delete(self) -> list[Checkpoint]:
@@ -129,12 +130,14 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
     right before it goes (still a real dir, same inode, not modified within the
     grace window), renamed aside, then deleted by fd.  What could not be deleted
     is listed in plan.failures; plan.deleted lists what went (in plan order).
+    Trash dirs a killed prune left in these runs go first (plan.leftovers).
 
     Big prunes delete several checkpoints at a time in forked workers (unlinks
     are syscall-bound; see workers.forked_map), each checkpoint by exactly the
     same _delete_one, relative to the same managed-dir fd."""
     targets = plan.to_delete
-    if not targets:
+    parents = sorted({d.checkpoint.path.parent for d in plan.decisions})
+    if not targets and not parents:
         return 0
     done = 0
 
@@ -146,6 +149,8 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
 
     base_fd = open_managed_dir(plan.scratch_dir)
     try:
+        for parent in parents:
+            _remove_leftovers(base_fd, plan, parent)
         whys = workers.forked_map(lambda ckpt: _delete_one(base_fd, plan, ckpt), targets,
                                   workers.worker_count(len(targets), DELETE_MIN_PER_WORKER),
                                   on_result=reported)
@@ -162,6 +167,29 @@ def apply(plan: PrunePlan, progress: Callable[[int, int, Checkpoint], None] | No
 
 
 DELETE_MIN_PER_WORKER = 8  # a fork costs more than deleting a few small checkpoints
+
+
+def _remove_leftovers(base_fd: int, plan: PrunePlan, parent: Path) -> None:
+    """Delete the trash dirs (renamed-aside checkpoints) a prune killed mid-delete
+    left in `parent`.  Called under the scratch dir's lock, so no live prune owns
+    them: without this they would hold their space forever."""
+    try:
+        parent_fd = open_parent(base_fd, _inside(parent / 'x', plan.scratch_dir))
+    except (OSError, ValueError):
+        return  # the checkpoints of this dir are refused the same way, with a reason
+    try:
+        with os.scandir(parent_fd) as it:
+            names = [e.name for e in it if e.name.startswith(C.PRUNE_TRASH_PREFIX)
+                     and e.is_dir(follow_symlinks=False)]
+        for name in names:
+            try:
+                rmtree_at(parent_fd, name)
+                plan.leftovers.append(parent / name)
+            except OSError as exc:
+                plan.failures.append(f'{parent / name}: leftover of an interrupted prune, '
+                                     f'could not delete: {exc.strerror or exc}')
+    finally:
+        os.close(parent_fd)
 
 
 def _inside(path: Path, base: Path) -> PurePosixPath:

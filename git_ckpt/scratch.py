@@ -178,19 +178,38 @@ def now_iso() -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file + rename so readers never see half a file."""
+    """Write via a temp file + rename so readers never see half a file.
+    A full filesystem raises GitCkptError naming it (and the temp file goes)."""
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp')  # unique per writer
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise _full(exc, path) or exc
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        full = _full(exc, path) if isinstance(exc, OSError) else None
+        if full is not None:
+            raise full from None
         raise
+
+
+def _full(exc: OSError, path: Path) -> GitCkptError | None:
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return GitCkptError(f'no space left on the filesystem of {path.parent} ({exc.strerror}: writing {path.name})',
+                        FULL_DISK_FIX)
+
+
+# What to do about a full scratch filesystem (or quota), wherever it is hit.
+FULL_DISK_FIX = ('free space there (git ckpt status shows what uses it; git ckpt prune --keep N, '
+                 'git ckpt archive --delete-source --to DIR) or choose another root (git config ckpt.root)')
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:

@@ -68,7 +68,8 @@ def pack(src: Path, dest: Path, *, meta: dict, progress: bool | None = None) -> 
     partial = dest.with_name(dest.name + C.PARTIAL_SUFFIX)
     if os.path.lexists(partial):
         check_owned_file(partial)  # deleted to restart: only a file of ours
-        if partial_source(partial) is None:
+        from git_ckpt.transfer import empty_partial
+        if partial_source(partial) is None and not empty_partial(partial):
             raise GitCkptError(f'{partial} exists and is not an archive git-ckpt started', 'move it away and rerun')
         os.unlink(partial)  # a killed run of ours: restart cleanly
     files: dict[str, dict] = {}

@@ -29,7 +29,7 @@ from typing import NamedTuple
 from git_ckpt import constants as C
 from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_file,  # noqa: F401
                                  delete_listed, delete_verified, fsync_dir, hash_file,
-                                 read_manifest, verify, write_manifest)
+                                 read_manifest, verify, vouches_for, write_manifest)
 from git_ckpt.errors import GitCkptError
 from git_ckpt.parallel import run_parallel
 from git_ckpt.progress import byte_progress
@@ -225,7 +225,7 @@ def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],
     src_real = Path(os.path.realpath(src))
     done = _read_journal(partial, src_real) if partial.exists() else None
     if partial.exists() and done is None:
-        if partial_source(partial) is None and not (partial / MANIFEST).exists():
+        if partial_source(partial) is None and not (partial / MANIFEST).exists() and not empty_partial(partial):
             raise GitCkptError(f'{partial} exists and is not a transfer git-ckpt started',
                                'move it away and rerun')
         remove_tree(partial)  # ours, for another source: restart cleanly
@@ -343,6 +343,24 @@ def _finish_dirs(partial: Path, entries: list[Entry]) -> None:
         os.chmod(partial / e.rel, e.mode | stat.S_IRWXU)
         os.utime(partial / e.rel, ns=(e.mtime_ns, e.mtime_ns))
         fsync_dir(partial / e.rel)
+
+
+def empty_partial(partial: Path) -> bool:
+    """A `.partial` a kill left before it held any data: an empty dir, or one
+    with only a journal whose first line was never finished (a transfer), or
+    an empty file (a tar.zst).  Restarting it loses nothing."""
+    try:
+        st = os.lstat(partial)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size == 0
+        if not stat.S_ISDIR(st.st_mode) or set(os.listdir(partial)) - {JOURNAL}:
+            return False
+        with open(partial / JOURNAL, 'rb') as f:
+            return b'\n' not in f.read(1 << 16)
+    except FileNotFoundError:
+        return True   # no journal in an empty dir
+    except OSError:
+        return False
 
 
 def remove_partial(dest: Path) -> bool:

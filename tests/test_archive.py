@@ -514,3 +514,114 @@ def test_tar_zst_hard_link_member_to_an_outside_file_is_refused(exp1, shm_dest, 
     after = os.stat(outside)
     assert (after.st_mode, after.st_mtime_ns, after.st_nlink) == (before.st_mode, before.st_mtime_ns, 1)
     assert not (hermetic.tmp / 'staging').exists()
+
+
+def test_rerun_after_a_kill_mid_delete_source_finishes_the_delete(exp1, shm_dest):
+    """kill -9 while --delete-source deletes leaves a verified archive and part of
+    the source (found by tests/faults/test_crash.py: the rerun archived the rest
+    again as `-2`, splitting one scratch dir over two archives).  The rerun now
+    only deletes what the verified archive vouches for."""
+    wt, scratch = exp1
+    before = tree_digest(scratch)
+    ckpt('archive', '--to', shm_dest, cwd=wt)   # the copy went through ...
+    (scratch / 'run1' / 'checkpoint-10' / 'model.safetensors').unlink()   # ... the delete had begun
+    out = ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt).stdout
+    assert 'already holds the verified archive' in out and 'deleted what was left of the source' in out
+    assert os.listdir(shm_dest) == [f'exp1-{TODAY}']
+    assert digest_without_manifest(shm_dest / f'exp1-{TODAY}') == before
+    assert sorted(os.listdir(scratch)) == ['.git-ckpt.json']
+    # A file changed since: a new archive, nothing deleted on the old one's word.
+    fill(scratch, steps=(30,))
+    out = ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt).stdout
+    assert f'exp1-{TODAY}-2  (copy' in out
+    assert sorted(os.listdir(scratch)) == ['.git-ckpt.json']
+
+
+def test_delete_source_deletes_the_scratch_manifest_last(tmp_path):
+    """Until every other file is gone the scratch dir stays managed, so a rerun
+    after a kill mid-delete still finds it."""
+    src = tmp_path / 'scratch'
+    src.mkdir()
+    (src / '.git-ckpt.json').write_text('{}')
+    (src / 'a.bin').write_bytes(b'a')
+    (src / 'changed.bin').write_bytes(b'c')
+    manifest = {'files': {rel: {'size': (src / rel).stat().st_size, 'mtime_ns': (src / rel).stat().st_mtime_ns}
+                          for rel in ('.git-ckpt.json', 'a.bin')}}
+    assert sorted(transfer.delete_listed(src, manifest)) == ['.git-ckpt.json', 'changed.bin']
+    assert sorted(os.listdir(src)) == ['.git-ckpt.json', 'changed.bin']
+    (src / 'changed.bin').unlink()
+    assert transfer.delete_listed(src, manifest) == [] and not src.exists()
+
+
+def test_restore_rerun_after_a_kill_between_staging_and_moving_in(exp1, shm_dest):
+    """kill -9 after the verified copy into the staging dir, with some entries
+    already moved in (found by tests/faults/test_crash.py: the rerun refused,
+    'an earlier restore was interrupted' or 'already has run1; use --force').
+    The rerun finishes the staged restore; a rerun after that has nothing to do."""
+    wt, scratch = exp1
+    fill(scratch, 'run2', steps=(5,))
+    before = tree_digest(scratch)
+    ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt)
+    path = shm_dest / f'exp1-{TODAY}'
+    staging = scratch / f'.git-ckpt-restore-{path.name}'
+    transfer.transfer(path, staging, allow_rename=False, skip=(transfer.MANIFEST, '.git-ckpt.json'))
+    os.rename(staging / 'run1', scratch / 'run1')   # the killed run had moved run1 in
+    out = ckpt('restore', path, cwd=wt).stdout
+    assert 'an interrupted restore was finished' in out
+    assert tree_digest(scratch) == before and not staging.exists()
+    out = ckpt('restore', path, cwd=wt).stdout
+    assert 'nothing to restore' in out
+    assert tree_digest(scratch) == before
+    # Something else under a restored name is still refused.
+    (scratch / 'run2' / 'checkpoint-5' / 'model.safetensors').write_bytes(b'newer work')
+    proc = ckpt('restore', path, cwd=wt, check=False)
+    assert proc.returncode == 1 and 'already has run2' in proc.stderr and 'run1' not in proc.stderr
+
+
+def test_restore_never_deletes_a_staging_dir_it_cannot_vouch_for(exp1, shm_dest):
+    wt, scratch = exp1
+    ckpt('archive', '--to', shm_dest, '--delete-source', cwd=wt)
+    staging = scratch / f'.git-ckpt-restore-exp1-{TODAY}'
+    staging.mkdir()
+    (staging / 'mine.bin').write_bytes(b'only copy')   # e.g. an archive moved there on one filesystem
+    proc = ckpt('restore', shm_dest / f'exp1-{TODAY}', cwd=wt, check=False)
+    assert proc.returncode == 1 and 'an earlier restore of' in proc.stderr
+    assert (staging / 'mine.bin').read_bytes() == b'only copy'
+
+
+@pytest.mark.parametrize('manifest_rewritten', [False, True])
+def test_same_filesystem_restore_killed_after_moving_the_archive(exp1, hermetic, manifest_rewritten):
+    """On one filesystem restore renames the archive into its staging dir; a
+    kill right after left the archive gone from the archive dir, and the
+    rerun said 'no archive'.  It now finishes from the staging dir."""
+    wt, scratch = exp1
+    before = tree_digest(scratch)
+    ckpt('archive', '--delete-source', cwd=wt)   # same filesystem: a rename into <root>/archive
+    path = hermetic.root / 'archive' / f'exp1-{TODAY}'
+    staging = scratch / f'.git-ckpt-restore-{path.name}'
+    if manifest_rewritten:
+        transfer.transfer(path, staging, skip=(transfer.MANIFEST, '.git-ckpt.json'))
+    else:
+        os.rename(path, staging)   # killed between the rename and the new manifest
+    assert not path.exists()
+    out = ckpt('restore', f'exp1-{TODAY}', cwd=wt).stdout
+    assert 'from the staging dir of an interrupted restore' in out
+    after = tree_digest(scratch)
+    assert after.pop('.git-ckpt.json') and before.pop('.git-ckpt.json')   # re-made for the live worktree
+    assert after == before and not staging.exists()
+
+
+def test_an_archive_killed_before_its_partial_held_data_is_resumed_under_its_name(exp1, shm_dest):
+    wt, scratch = exp1
+    shm_dest.mkdir()
+    (shm_dest / f'exp1-{TODAY}.partial').mkdir()   # killed right after the mkdir
+    ckpt('archive', '--to', shm_dest, cwd=wt)
+    assert os.listdir(shm_dest) == [f'exp1-{TODAY}']
+
+
+def test_same_filesystem_restore_killed_while_removing_its_staging_dir(exp1, hermetic):
+    wt, scratch = exp1
+    staging = scratch / f'.git-ckpt-restore-exp1-{TODAY}'
+    staging.mkdir()   # everything was in place; only the empty staging dir was left
+    out = ckpt('restore', f'exp1-{TODAY}', cwd=wt).stdout
+    assert 'had already put everything in place' in out and not staging.exists()

@@ -306,3 +306,25 @@ Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:4]).train
     plan = retention.plan(scan(managed_scratch), keep=1)
     kept = {c.name for c in found.checkpoints} - {c.name for c in plan.to_delete}
     assert {'checkpoint-3', found.best.name} <= kept
+
+
+def test_git_ckpt_work_dirs_are_measured_but_never_runs(inited_repo):
+    """A restore killed after moving an archive (same filesystem) into its
+    staging dir leaves the only copy there; a copy in progress sits in a
+    `.partial`.  Their checkpoints are not runs: prune must never delete them."""
+    from conftest import ckpt, make_checkpoint, scratch_path, tree_digest
+    from git_ckpt import constants as C
+    scratch = scratch_path(inited_repo)
+    staging = scratch / f'{C.RESTORE_STAGING_PREFIX}exp1-2026-01-01' / 'run1'
+    partial = scratch / f'outputs{C.PARTIAL_SUFFIX}'
+    for where in (staging, partial, scratch / 'run1'):
+        for step in (1, 2, 3):
+            make_checkpoint(where, f'checkpoint-{step}')
+    (partial / C.TRANSFER_JOURNAL_NAME).write_text('{"source": "/x"}\n')
+    before = {p: tree_digest(p) for p in (staging, partial)}
+    inv = scan(scratch, cache=False)
+    assert [r.path for r in inv.runs] == [scratch / 'run1']
+    assert inv.size >= 3 * 3 * 20000   # all three measured
+    ckpt('prune', '--keep', '1', cwd=inited_repo)
+    assert {p: tree_digest(p) for p in (staging, partial)} == before
+    assert sorted(os.listdir(scratch / 'run1')) == ['checkpoint-3']

@@ -168,3 +168,25 @@ def test_no_state_outside_the_root_through_a_symlinked_scratch_dir(hermetic, wt_
     proc = ckpt('prune', '--keep', '1', cwd=hermetic.tmp / 'projects' / 'proj', check=False)
     assert proc.returncode == 1 and 'is a symlink' in proc.stderr and 'Traceback' not in proc.stderr
     assert sorted(p.name for p in outside.iterdir()) == ['victims']
+
+
+def test_a_full_root_still_locks(hermetic, inited_repo, tmpfs_mount, monkeypatch):
+    """On a 100% full root the holder's name cannot be written; the lock (an
+    flock) still works, so prune and archive can free space (found by
+    tests/faults/test_full_disk.py: they failed with 'No space left on device')."""
+    root = tmpfs_mount('root', size='1m')
+    monkeypatch.setenv('GIT_CKPT_ROOT', os.fspath(root))
+    scratch = Path(ckpt('path', cwd=inited_repo).stdout.strip())
+    with scratch_lock(scratch, 'prune'):
+        pass   # creates the lock file while there is room
+    with open(root / 'filler', 'wb') as f:
+        try:
+            f.write(b'\0' * (2 << 20))
+        except OSError:
+            pass
+    assert os.statvfs(root).f_bavail == 0
+    with scratch_lock(scratch, 'prune') as path:
+        with pytest.raises(GitCkptError, match='is in use by another git-ckpt process'):
+            with scratch_lock(scratch, 'archive'):
+                pass
+    assert path.exists()

@@ -139,6 +139,21 @@ def test_rerun_after_a_crash_between_verify_and_delete(inited_repo, shm_root):
     assert checksums(scratch / 'outputs') == original
 
 
+def test_rerun_after_a_crash_never_deletes_the_source_on_a_changed_copy(inited_repo, shm_root):
+    """Between the kill and the rerun the verified copy lost a file (a prune of
+    the scratch dir, a user): the rerun checks every byte again before it
+    deletes the source, and deletes nothing."""
+    from git_ckpt import transfer
+    original = make_data(inited_repo / 'outputs')
+    scratch = Path(ckpt('path', cwd=inited_repo).stdout.strip())
+    transfer.transfer(inited_repo / 'outputs', scratch / 'outputs', delete_source=False, progress=False)
+    (scratch / 'outputs' / 'checkpoint-10' / 'shard-0.bin').unlink()
+    proc = ckpt('migrate', 'outputs', cwd=inited_repo, check=False)
+    assert_one_line_error(proc, 'no longer matches its manifest', 'shard-0.bin (missing)', 'was not deleted')
+    assert checksums(inited_repo / 'outputs') == original
+    assert not (inited_repo / 'outputs').is_symlink()
+
+
 def test_rerun_after_a_crash_between_delete_and_link(inited_repo, shm_root):
     scratch = Path(ckpt('path', cwd=inited_repo).stdout.strip())
     original = make_data(scratch / 'outputs')  # data moved, the link never made

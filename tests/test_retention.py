@@ -289,3 +289,19 @@ def test_prune_leaves_a_checkpoint_of_another_user_alone(inited_repo, unprivileg
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert f'owned by {unprivileged_user.pw_name}, not you' in proc.stderr
     assert sorted(p.name for p in theirs.iterdir()) == ['model.safetensors', 'trainer_state.json']
+
+
+def test_trash_left_by_a_killed_prune_is_deleted_by_the_next(inited_repo, wt_scratch):
+    """kill -9 between renaming a checkpoint aside and the end of its deletion
+    leaves a half-deleted trash dir (found by tests/faults/test_crash.py); the
+    next prune (under the lock, so its owner is dead) deletes it."""
+    run_dir = steps_run(wt_scratch / 'run', (1, 2, 3))
+    trash = run_dir / f'{C.PRUNE_TRASH_PREFIX}checkpoint-0-4242'
+    os.rename(make_checkpoint(run_dir, 'checkpoint-0'), trash)
+    (trash / 'model.safetensors').unlink()  # half deleted
+    other = wt_scratch / 'run' / 'notes'
+    other.mkdir()
+    proc = ckpt('prune', '--keep', '3', cwd=inited_repo)   # nothing to delete but the trash
+    assert f'deleted run/{trash.name} (left by an interrupted prune)' in proc.stdout
+    assert names(run_dir) == ['checkpoint-1', 'checkpoint-2', 'checkpoint-3', 'notes']
+    assert ckpt('prune', '--keep', '3', '--dry-run', cwd=inited_repo).returncode == 0

@@ -241,3 +241,30 @@ def test_manifest_written_by_create_is_readable_json(inited_repo):
     d = scratch_path(inited_repo)
     data = json.loads((d / C.MANIFEST_NAME).read_text())
     assert read_manifest(d) == data
+
+
+def test_a_full_filesystem_is_a_clear_error_and_leaves_no_temp_file(tmpfs_mount):
+    from git_ckpt.scratch import write_json_atomic
+    where = tmpfs_mount('full', size='1m')
+    (where / 'old.json').write_text('{"old": true}')
+    with open(where / 'filler', 'wb') as f:
+        try:
+            f.write(b'\0' * (2 << 20))
+        except OSError:
+            pass
+    with pytest.raises(GitCkptError) as info:
+        write_json_atomic(where / 'old.json', {'new': 'x' * 10000})
+    assert str(info.value).startswith(f'no space left on the filesystem of {where} (')
+    assert 'git ckpt prune --keep N' in str(info.value) and '\n' not in str(info.value)
+    assert sorted(os.listdir(where)) == ['filler', 'old.json']
+    assert json.loads((where / 'old.json').read_text()) == {'old': True}
+
+
+def test_an_unexpected_full_disk_error_is_one_line(capsys):
+    import errno as _errno
+    from git_ckpt.errors import report
+    assert report(OSError(_errno.ENOSPC, 'No space left on device', '/scratch/x/file')) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        'git-ckpt: error: no space left on the filesystem of /scratch/x (No space left on device); free space '
+        'there (git ckpt status shows what uses it; git ckpt prune --keep N) or choose another root']

@@ -353,3 +353,22 @@ def test_a_manifest_naming_paths_outside_its_tree_never_verifies(tmp_path, name)
     (made / transfer.MANIFEST).write_text(json.dumps(manifest))
     problems = transfer.verify(made)
     assert [p.path for p in problems] == [rel] and 'outside the archive' in problems[0].reason
+
+
+@pytest.mark.parametrize('journal', [None, b'', b'{"source": "/tm'])
+def test_a_partial_killed_before_it_held_data_is_restarted(shm_dir, tmp_path, journal):
+    """kill -9 between making `<dest>.partial` and finishing its journal's first
+    line (found by tests/faults/test_crash.py: the rerun refused it as 'not a
+    transfer git-ckpt started', and archive went on to `-2`)."""
+    src = make_tree(shm_dir / 'src', tmp_path / 'outside.txt')
+    dest = tmp_path / 'dest'
+    partial = tmp_path / 'dest.partial'
+    partial.mkdir()
+    if journal is not None:
+        (partial / transfer.JOURNAL).write_bytes(journal)
+    assert transfer.empty_partial(partial)
+    transfer.transfer(src, dest, progress=False)
+    assert transfer.verify(dest) == [] and not partial.exists()
+    (tmp_path / 'other.partial').mkdir()
+    (tmp_path / 'other.partial' / 'data.bin').write_bytes(b'x')
+    assert not transfer.empty_partial(tmp_path / 'other.partial')   # holds data: never restarted on a guess

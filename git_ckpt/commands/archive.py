@@ -6,6 +6,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from git_ckpt import archive, inventory, targets, transfer, worktree
+from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
@@ -39,10 +40,17 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
                 recreate: worktree.Location | None = None) -> archive.Archived | None:
     """Archive one scratch dir (or one run in it); None for a dry run, or when
     another git-ckpt process archived or deleted it first.  `recreate`: the
-    live worktree whose (now empty) scratch dir is made again afterwards."""
+    live worktree of this scratch dir, which keeps its manifest (and gets its
+    scratch dir made again should it go)."""
     name = archive.worktree_name(manifest, scratch_dir)
+    base = archive.base_name(name, run)
+    keep = (C.MANIFEST_NAME,) if recreate is not None and src == scratch_dir else ()
     if dry_run:
-        dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
+        finished = archive.interrupted_delete(dest_root, base, fmt, src, keep) if delete_source else None
+        if finished:
+            info(f'would delete what is left of {src}: {finished[0]} already holds its verified archive')
+            return None
+        dest, resuming = archive.choose_dest(dest_root, base, fmt, src)
         rename = fmt == 'dir' and transfer.same_filesystem(src, dest_root)
         how = ('rename: same filesystem, nothing copied' if rename else
                f'{"pack" if fmt == "tar.zst" else "copy"} and verify'
@@ -59,18 +67,28 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
         if not _still_there(src, scratch_dir, manifest):
             info(f'{src} is not there any more (another git-ckpt archived or deleted it first); nothing to do')
             return None
-        dest, resuming = archive.choose_dest(dest_root, archive.base_name(name, run), fmt, src)
-        result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta,
-                                      within=scratch_dir)
+        # A run killed while deleting the source: finish the delete, no second archive.
+        finished = archive.interrupted_delete(dest_root, base, fmt, src, keep) if delete_source else None
+        if finished:
+            left = transfer.delete_listed(src, finished[1], keep=keep, within=scratch_dir)
+            result = archive.Archived(src, finished[0], 'finish', 0, 0, 0, left, not os.path.lexists(src))
+        else:
+            dest, resuming = archive.choose_dest(dest_root, base, fmt, src)
+            result = archive.make_archive(src, dest, fmt=fmt, delete_source=delete_source, meta=meta,
+                                          within=scratch_dir, keep=keep)
         if recreate is not None and result.source_gone:
             worktree.create_scratch_dir(recreate)  # the live worktree keeps a (now empty) scratch dir
-    resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
-    info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
-         f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
+    if finished:
+        info(f'{result.dest} already holds the verified archive of {src} (an earlier run was interrupted '
+             'while deleting the source); deleted what was left of the source')
+    else:
+        resumed = f', {result.resumed} files resumed from an interrupted run' if resuming and result.resumed else ''
+        info(f'archived {src} -> {dest}  ({result.method}, {targets.plural(result.files, "file")}, '
+             f'{human_size(result.bytes)}{", verified" if result.method != "rename" else ""}{resumed})')
     if result.source_left:
         warn(f'{len(result.source_left)} files changed after they were copied and were kept in {src}: '
              f'{", ".join(result.source_left[:3])}{" ..." if len(result.source_left) > 3 else ""}')
-    elif not result.source_gone:
+    elif not result.source_gone and not delete_source:
         info(f'the source is kept ({src}); to free it: rerun with --delete-source')
     return result
 
@@ -133,7 +151,13 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
         dest_root = archive.archive_root(None, settings, location.root_real, create=False)
     except GitCkptError:
         dest_root = None
-    path = archive.find_archive(archive_arg, dest_root)
+    try:
+        path = archive.find_archive(archive_arg, dest_root)
+    except GitCkptError:
+        staged = archive.find_staging(location.scratch_dir, archive_arg) if location.scratch_dir.is_dir() else None
+        if staged is None:
+            raise
+        return _finish_staged(location, *staged, force=force)
     manifest = archive.check_archive(path)  # raises naming the bad files
     meta = manifest.get('meta') or {}
     worktree.create_scratch_dir(location)
@@ -144,8 +168,31 @@ def restore_command(*, archive_arg: str, worktree_arg: str | None, force: bool, 
         raise GitCkptError(f'{location.scratch_dir} is not a managed scratch dir', 'run git ckpt init')
     with scratch_lock(location.scratch_dir, 'restore'):
         names, method = archive.restore(path, manifest, target, force=force, within=location.scratch_dir)
+    if method == 'already':
+        info(f'{target} already holds every entry of {path} as archived (verified); nothing to restore')
+        return 0
     kept = 'the archive was moved back (same filesystem)' if method == 'rename' else f'the archive is kept: {path}'
+    if method == 'resumed':
+        kept += '; an interrupted restore was finished'
     info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} from {path} into {target} (verified; {kept})')
+    for name in names:
+        info(f'  {name}')
+    return 0
+
+
+def _finish_staged(location: worktree.Location, path: Path, target: Path, manifest: dict, *, force: bool) -> int:
+    """A same-filesystem restore killed after it moved the archive into its
+    staging dir: finish it from there (each entry is checked against the
+    manifest before it is moved in)."""
+    with scratch_lock(location.scratch_dir, 'restore'):
+        names, _ = archive.restore(path, manifest, target, force=force, within=location.scratch_dir,
+                                   staged_only=True)
+    if not names:
+        info(f'an interrupted restore of {path.name} had already put everything in place; '
+             f'removed its empty staging dir in {target}')
+        return 0
+    info(f'restored {len(names)} {"entry" if len(names) == 1 else "entries"} into {target} from the staging '
+         f'dir of an interrupted restore (verified; the archive had been moved there: same filesystem)')
     for name in names:
         info(f'  {name}')
     return 0

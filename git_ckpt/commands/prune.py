@@ -116,7 +116,8 @@ def prune_command(*, keep: int, all_worktrees: bool, path: str | None, grace: fl
             for problem in plan.problems:
                 warn(problem)
             continue
-        _print_lines([f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})' for ckpt in plan.deleted])
+        _print_lines([f'deleted {_shown(leftover, base)} (left by an interrupted prune)' for leftover in plan.leftovers]
+                     + [f'deleted {_shown(ckpt.path, base)} ({human_size(ckpt.size)})' for ckpt in plan.deleted])
         for problem in plan.problems:
             warn(problem)
         for failure in plan.failures:
