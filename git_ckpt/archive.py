@@ -244,8 +244,8 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
     method: 'rename', 'copy', 'tar.zst', 'resumed' or 'already').
 
     Rerunnable after a kill at any point: the staging dir of an interrupted
-    run is finished (its entries were verified when copied), and entries
-    already in `target` exactly as archived count as restored.
+    run is finished (its entries were verified when copied), and without
+    `force` entries already in `target` exactly as archived count as restored.
     `staged_only`: the archive itself is gone (see find_staging); finish from
     the staging dir, whatever source its manifest names."""
     within = within or target
@@ -254,7 +254,9 @@ def restore(path: Path, manifest: dict, target: Path, *, force: bool,
     staged = manifest if staged_only else _interrupted_restore(staging, path)
     pending = [n for n in names if os.path.lexists(staging / n)] if staged is not None else names
     in_place = [n for n in pending if os.path.lexists(target / n)]
-    conflicts = [n for n in in_place if not _holds_archived(target, n, manifest)]
+    # --force replaces whatever is there, even an identical entry: the target
+    # ends up exactly the archive's (a hard link to a file elsewhere included).
+    conflicts = in_place if force else [n for n in in_place if not _holds_archived(target, n, manifest)]
     if conflicts and not force:
         raise GitCkptError(f'{target} already has {", ".join(conflicts[:5])}'
                            f'{" ..." if len(conflicts) > 5 else ""}',
