@@ -53,7 +53,18 @@ def may_fork() -> bool:
 def idle_cpus() -> float:
     """CPUs not taken by runnable processes (ours count: this one is running).
     Workers only pay off on a free core: on a busy machine they measured ~15%
-    slower than one process (the fork, pickling, and no core to run on)."""
+    slower than one process (the fork, pickling, and no core to run on).
+
+    The runnable count of right now (/proc/loadavg's 4th field), not the
+    1-minute load average: that one lags by a minute and counts tasks in
+    uninterruptible I/O wait, which kept an idle VM (load ~1.3 from kernel
+    threads) from ever using its second core."""
+    try:
+        with open('/proc/loadavg', 'rb') as f:
+            running = int(f.read().split()[3].split(b'/')[0])
+        return float(cpus() - running + 1)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         load = os.getloadavg()[0]
     except OSError:
