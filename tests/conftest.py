@@ -311,3 +311,24 @@ def pytest_terminal_summary(terminalreporter):
     if not hasattr(terminalreporter.config, 'workerinput'):
         from faults import figures
         figures.finish_session(terminalreporter)
+
+
+# --- parallel workers (issue 4 speed) ---------------------------------------------
+
+@pytest.fixture
+def forks(monkeypatch) -> list[int]:
+    """Two free CPUs as far as git_ckpt.workers knows; returns the pids it forked."""
+    from git_ckpt import workers
+    monkeypatch.setattr(workers, 'cpus', lambda: 2)
+    monkeypatch.setattr(workers, 'idle_cpus', lambda: 2.0)
+    forked = []
+    real_fork = os.fork
+
+    def counting_fork():
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, 'fork', counting_fork)
+    return forked

@@ -40,29 +40,11 @@ def summary(inv: inventory.ScratchInventory) -> tuple:
                          for c in r.checkpoints)) for r in inv.runs))
 
 
-@pytest.fixture
-def two_cpus(monkeypatch) -> list[int]:
-    """Two CPUs as far as scan_many knows; returns the pids it forked."""
-    monkeypatch.setattr(workers, 'cpus', lambda: 2)
-    monkeypatch.setattr(workers, 'idle_cpus', lambda: 2.0)
-    forked = []
-    real_fork = os.fork
-
-    def counting_fork():
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, 'fork', counting_fork)
-    return forked
-
-
-def test_parallel_scan_equals_sequential_scan(hermetic, two_cpus):
+def test_parallel_scan_equals_sequential_scan(hermetic, forks):
     dirs = make_scratch_dirs(hermetic.root, 7) + [hermetic.root / 'proj-0123abcd' / 'missing-00000000']
     parent = os.getpid()
     parallel = inventory_workers.scan_many(dirs)
-    assert os.getpid() == parent and len(two_cpus) == 1
+    assert os.getpid() == parent and len(forks) == 1
     sequential = [inventory.scan(d) for d in dirs]  # warm now: the workers filled the caches
     assert [summary(i) for i in parallel] == [summary(i) for i in sequential]
     assert parallel[1].problems and 'step is not a number' in parallel[1].problems[0]
@@ -72,7 +54,7 @@ def test_parallel_scan_equals_sequential_scan(hermetic, two_cpus):
     assert sorted(p.name for p in caches.iterdir()) == sorted(f'{d.name}.json' for d in dirs[:-1])
 
 
-def test_a_dead_worker_is_replaced_by_a_scan_here(hermetic, two_cpus, monkeypatch):
+def test_a_dead_worker_is_replaced_by_a_scan_here(hermetic, forks, monkeypatch):
     dirs = make_scratch_dirs(hermetic.root, 4)
     expected = [summary(inventory.scan(d, cache=False)) for d in dirs]
     parent = os.getpid()
@@ -85,7 +67,7 @@ def test_a_dead_worker_is_replaced_by_a_scan_here(hermetic, two_cpus, monkeypatc
 
     monkeypatch.setattr(inventory, 'scan', scan_or_die)
     assert [summary(i) for i in inventory_workers.scan_many(dirs)] == expected
-    assert len(two_cpus) == 1
+    assert len(forks) == 1
 
 
 def test_no_fork_with_one_cpu_or_one_dir(hermetic, monkeypatch):

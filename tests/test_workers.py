@@ -8,31 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from conftest import make_checkpoint, set_age, tree_digest
 from git_ckpt import retention, workers
 from git_ckpt.inventory import scan
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def forks(monkeypatch) -> list[int]:
-    """Two CPUs as far as workers knows; returns the pids it forked."""
-    monkeypatch.setattr(workers, 'cpus', lambda: 2)
-    monkeypatch.setattr(workers, 'idle_cpus', lambda: 2.0)
-    forked = []
-    real_fork = os.fork
-
-    def counting_fork():
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, 'fork', counting_fork)
-    return forked
 
 
 def square_in_child(parent: int):
