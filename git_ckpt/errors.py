@@ -36,6 +36,11 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         print('git-ckpt: interrupted', file=sys.stderr)
         return 130
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`git ckpt status | head`): not an error to
+        # report.  Point stdout at /dev/null so the flush at exit stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what the shell reports for a tool the pipe stopped
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f' of {os.path.dirname(exc.filename) or "."}' if isinstance(exc.filename, str) else ''
         print(f'git-ckpt: error: no space left on the filesystem{where} ({exc.strerror}); free space there '

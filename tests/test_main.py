@@ -227,3 +227,23 @@ def test_man_page_is_found_after_a_plain_pip_install(hermetic):
     git('worktree', 'add', '-q', hermetic.tmp / 'exp1', cwd=repo, env=env)
     assert Path(run(['git', 'ckpt', 'path', '--no-create'], cwd=hermetic.tmp / 'exp1', env=env)
                 .stdout.strip()).is_dir()
+
+
+# -- a reader that goes away (`git ckpt status | head`) --------------------------------------
+
+@pytest.mark.parametrize('args', [('status',), ('status', '--json'), ('doctor',), ('path',)],
+                         ids=['status (click-free path)', 'status --json', 'doctor (click)', 'path'])
+def test_a_closed_pipe_on_stdout_is_no_error(inited_repo, args):
+    # The read end is closed before git-ckpt writes a byte: its first write
+    # fails with EPIPE, deterministically (no race with a real `head`).
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    try:
+        proc = subprocess.run(['git', 'ckpt', *args], cwd=inited_repo, stdout=write_fd,
+                              stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_fd)
+    assert proc.stderr == '', proc.stderr
+    # 141 (128 + SIGPIPE, as the shell reports it) from git-ckpt's own
+    # handler on the click-free paths; click handles EPIPE itself with exit 1.
+    assert proc.returncode == (1 if args[0] == 'doctor' else 141)
