@@ -241,3 +241,20 @@ def test_invalid_names(name):
                                             ('no', False), ('1', True), ('yes', True)])
 def test_quiet(value, expected):
     assert quiet({'GIT_CKPT_QUIET': value}) is expected
+
+
+def test_user_name_answers_like_getpass_without_importing_it(monkeypatch):
+    import getpass
+    import subprocess
+    import sys
+    for env in ({'LOGNAME': 'a', 'USER': 'b'}, {'USER': 'b'}, {'USERNAME': 'c'}, {}):
+        for name in ('LOGNAME', 'USER', 'LNAME', 'USERNAME'):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert user_name() == getpass.getuser()
+    code = ('import sys; from git_ckpt.settings import user_name; user_name(); '
+            'print(sorted(m for m in ("getpass", "pathlib", "typing") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True,
+                         env={**os.environ, 'PYTHONPATH': os.path.dirname(os.path.dirname(C.__file__))})
+    assert out.stdout.strip() == '[]', out.stderr
