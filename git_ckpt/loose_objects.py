@@ -5,12 +5,15 @@ stream that starts with '<type> <size>\\0'.  Reading that header (or, to bound
 the size, only the file's own size) in process is what `cat-file
 --batch-check` does, without its process and its five syscalls per object.
 Objects that are not loose (packed, in an alternate) or cannot be read are
-left out: the caller asks `git cat-file` about those (git.object_sizes).
+left out: the caller asks `git cat-file` about those (git_index.object_sizes).
 Standard library only (hook path).
 """
 from __future__ import annotations
 
 import os
+
+from git_ckpt import constants as C
+
 
 class _ObjectDirs:
     """Opens objects/xx once and finds objects/xx/yyyy by name in it (a
@@ -83,7 +86,24 @@ def loose_objects_maybe_over(oids, objects_dir: str | os.PathLike[str], limit: i
     """The oids NOT proven to be at most `limit` bytes by their loose object
     file: a zlib file of S bytes inflates to at most DEFLATE_MAX_RATIO * S
     (header included).  One stat per object instead of a read; objects not
-    stored loose are returned too (unproven)."""
+    stored loose are returned too (unproven).
+
+    Thousands of oids (the first commit of a project) are split with one
+    forked process on a machine with two cores or more: the stats are the
+    guard's largest cost, and a fork costs about a millisecond.  Whether a
+    core is idle right now is not asked: kernel threads make that answer
+    noisy, and a busy core costs the split ~1.5 ms where an idle one saves
+    ~5 ms (5,000 stats)."""
+    oids = list(oids)
+    if len(oids) >= C.GUARD_FORK_MIN_OBJECTS:
+        from git_ckpt.workers import cpus, max_workers, may_fork
+        if min(cpus(), max_workers()) >= 2 and may_fork():
+            half = len(oids) // 2
+            return _split_in_two(oids[:half], oids[half:], objects_dir, limit)
+    return _maybe_over(oids, objects_dir, limit)
+
+
+def _maybe_over(oids, objects_dir, limit: int) -> list[str]:
     largest_small_file = limit // DEFLATE_MAX_RATIO
     dirs = _ObjectDirs(objects_dir)
     stat, out = os.stat, []
@@ -99,3 +119,35 @@ def loose_objects_maybe_over(oids, objects_dir: str | os.PathLike[str], limit: i
     finally:
         dirs.close()
     return out
+
+
+_DONE = b'\0done'
+
+
+def _split_in_two(mine, theirs, objects_dir, limit: int) -> list[str]:
+    """_maybe_over of both lists, `theirs` in a forked child.  The child's
+    answer counts only when complete (ends with _DONE); otherwise this process
+    does that half too, so the result never depends on the fork."""
+    from git_ckpt.workers import fork_child
+
+    def answer(write_fd: int) -> None:
+        data = '\n'.join(_maybe_over(theirs, objects_dir, limit)).encode() + _DONE
+        while data:
+            data = data[os.write(write_fd, data):]
+    child = fork_child(answer)
+    if child is None:
+        return _maybe_over(mine + theirs, objects_dir, limit)
+    pid, read_fd = child
+    try:
+        out = _maybe_over(mine, objects_dir, limit)
+        chunks = []
+        while chunk := os.read(read_fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    reply = b''.join(chunks)
+    if not reply.endswith(_DONE):
+        return out + _maybe_over(theirs, objects_dir, limit)
+    reply = reply[:-len(_DONE)]
+    return out + (reply.decode().split('\n') if reply else [])

@@ -20,15 +20,17 @@ Standard library only.
 from __future__ import annotations
 
 import os
-import pickle
-import signal
 import sys
-from typing import Callable, Iterator, Sequence, TypeVar
 
 from git_ckpt import constants as C
 
-T = TypeVar('T')
-R = TypeVar('R')
+# The commit guard uses worker_count(): typing, pickle and signal are left to
+# forked_map, which is never on the hook path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, Sequence, TypeVar
+    T = TypeVar('T')
+    R = TypeVar('R')
 
 
 def max_workers() -> int:
@@ -81,12 +83,14 @@ def worker_count(items: int, min_per_worker: int = 1) -> int:
 
 
 def forked_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
-               pickler: type[pickle.Pickler] = pickle.Pickler,
+               pickler: type[pickle.Pickler] | None = None,
                on_result: Callable[[int, R], None] | None = None) -> list[R]:
     """[fn(item) for item in items] with the items dealt round-robin to
     `workers` processes (this one takes the last share).  `on_result(index,
     result)` is called in this process for every item as its result arrives
     here (this process's own items first, then each worker's)."""
+    import pickle
+    pickler = pickler or pickle.Pickler
     results: dict[int, R] = {}
 
     def done(index: int, result: R) -> None:
@@ -119,6 +123,22 @@ def forked_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
 
 def _start(fn, items, share, pickler) -> tuple[int, int] | None:
     """Fork a worker running fn over items[share]; (pid, read end of its pipe) or None."""
+    import pickle
+
+    def work(write_fd: int) -> None:
+        with open(write_fd, 'wb') as pipe:
+            out = pickler(pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            for i in share:
+                out.dump((i, fn(items[i])))
+                pipe.flush()  # streamed: a later crash loses only what is in flight
+    return fork_child(work)
+
+
+def fork_child(work: Callable[[int], None]) -> tuple[int, int] | None:
+    """Fork a child running work(write end of a pipe); (pid, read end) or None
+    when no pipe or fork could be had.  The child never returns and never runs
+    the parent's exit handlers or flushes its buffers: exit 0 after work()
+    returned, else 1.  Standard library only (the commit guard uses it)."""
     try:
         read_fd, write_fd = os.pipe()
     except OSError:
@@ -129,15 +149,11 @@ def _start(fn, items, share, pickler) -> tuple[int, int] | None:
         os.close(read_fd)
         os.close(write_fd)
         return None
-    if pid == 0:  # the worker: never returns, never runs the parent's exit handlers
+    if pid == 0:
         code = 1
         try:
             os.close(read_fd)
-            with open(write_fd, 'wb') as pipe:
-                out = pickler(pipe, protocol=pickle.HIGHEST_PROTOCOL)
-                for i in share:
-                    out.dump((i, fn(items[i])))
-                    pipe.flush()  # streamed: a later crash loses only what is in flight
+            work(write_fd)
             code = 0
         finally:
             os._exit(code)
@@ -149,6 +165,7 @@ def _records(child: tuple[int, int] | None) -> Iterator[tuple[int, object]]:
     """The (index, result) records a worker sent, until its pipe ends; reaps it."""
     if child is None:
         return
+    import pickle
     pid, read_fd = child
     try:
         with open(read_fd, 'rb') as pipe:
@@ -177,6 +194,7 @@ def _abandon(child: tuple[int, int] | None) -> None:
         os.close(read_fd)  # a worker still writing gets EPIPE
     except OSError:
         pass
+    import signal
     try:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)

@@ -118,3 +118,14 @@ def test_a_worker_killed_mid_prune_leaves_only_what_it_was_deleting(managed_scra
     assert len([n for n in left if '-deleting-checkpoint-7-' in n]) == 1  # its trash, named as such
     assert [f.split(':')[0] for f in plan.failures] == [os.fspath(run_dir / 'checkpoint-7')]
     assert len(plan.deleted) == 18
+
+
+def test_the_hook_path_part_imports_no_pickle_signal_or_typing():
+    """The commit guard uses worker counts and fork_child from this module."""
+    import subprocess
+    import sys
+    code = ('import sys; from git_ckpt.workers import cpus, fork_child, max_workers, may_fork; '
+            'print(sorted(m for m in ("pickle", "signal", "typing") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True,
+                         env={**os.environ, 'PYTHONPATH': str(Path(workers.__file__).parents[1])})
+    assert out.stdout.strip() == '[]', out.stderr

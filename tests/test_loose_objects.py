@@ -1,0 +1,71 @@
+"""loose_objects.py: the guard's size bound on real loose objects, in one
+process and split with a forked child (both must give the same answer)."""
+from __future__ import annotations
+
+import os
+
+from conftest import git
+from git_ckpt import constants as C
+from git_ckpt import loose_objects as L
+
+LIMIT = 10 * 1024 * 1024
+
+
+def write_blobs(repo, blobs: list[bytes]) -> list[str]:
+    """Loose blobs written by git itself; their oids."""
+    paths = []
+    for i, data in enumerate(blobs):
+        path = repo / f'blob{i}'
+        path.write_bytes(data)
+        paths.append(os.fspath(path))
+    out = git('hash-object', '-w', '--stdin-paths', cwd=repo, input='\n'.join(paths) + '\n').stdout
+    return out.split()
+
+
+def test_bound_clears_small_objects_and_returns_big_packed_and_missing_ones(repo):
+    small = write_blobs(repo, [f'{i}\n'.encode() for i in range(20)])
+    random_big = write_blobs(repo, [os.urandom(20_000)])  # a 20 KB zlib file: not proven small
+    missing = ['ab' * 20, 'cd' * 20]
+    objects = repo / '.git' / 'objects'
+    unproven = L.loose_objects_maybe_over(small + random_big + missing, objects, LIMIT)
+    assert unproven == random_big + missing
+    assert L.loose_object_sizes(random_big + small[:1] + missing, objects) == {
+        random_big[0]: 20_000, small[0]: 2}
+
+
+def test_forked_split_answers_like_one_process(repo, forks):
+    n = C.GUARD_FORK_MIN_OBJECTS + 10
+    oids = write_blobs(repo, [f'file {i}\n'.encode() for i in range(n)])
+    big = write_blobs(repo, [os.urandom(30_000), os.urandom(40_000)])
+    missing = ['ef' * 20]
+    objects = repo / '.git' / 'objects'
+    # The unproven ones sit in both halves.
+    everything = big[:1] + oids + missing + big[1:]
+    assert L.loose_objects_maybe_over(everything, objects, LIMIT) == big[:1] + missing + big[1:]
+    assert len(forks) == 1
+    assert L._maybe_over(everything, objects, LIMIT) == big[:1] + missing + big[1:]
+
+
+def test_no_fork_with_one_worker_or_few_objects(repo, forks, monkeypatch):
+    oids = write_blobs(repo, [f'{i}\n'.encode() for i in range(C.GUARD_FORK_MIN_OBJECTS)])
+    objects = repo / '.git' / 'objects'
+    assert L.loose_objects_maybe_over(oids[:-1], objects, LIMIT) == []
+    monkeypatch.setenv(C.ENV_WORKERS, '1')
+    assert L.loose_objects_maybe_over(oids, objects, LIMIT) == []
+    assert forks == []
+
+
+def test_a_child_that_dies_costs_nothing_but_time(repo, monkeypatch):
+    """A child that never answers (here: killed by its own work) leaves its
+    half to this process."""
+    oids = write_blobs(repo, [f'{i}\n'.encode() for i in range(50)] + [os.urandom(20_000)])
+    objects = repo / '.git' / 'objects'
+    parent = os.getpid()
+    real = L._maybe_over
+
+    def dies_in_child(oids, objects_dir, limit):
+        if os.getpid() != parent:
+            os._exit(3)
+        return real(oids, objects_dir, limit)
+    monkeypatch.setattr(L, '_maybe_over', dies_in_child)
+    assert L._split_in_two(oids[:25], oids[25:], objects, LIMIT) == oids[-1:]
