@@ -266,95 +266,9 @@ def worktree_remove(path: str | os.PathLike[str], *, force: bool = False,
     return run_git(*args, os.fspath(path), cwd=cwd, check=False)
 
 
-# --- The commit guard's view of the index (guard.py) -------------------------
+# --- Started now, waited for later (the commit hook overlaps its git calls) ---
 
-class IndexEntry(record('IndexEntry', 'path mode oid')):
-    """path: relative to the worktree top, surrogate-escaped like os.fsdecode;
-    mode: '100644', '100755', '120000' (symlink), '160000' (submodule);
-    oid: the staged blob."""
-    __slots__ = ()
-
-
-class Staged(record('Staged', 'paths modes oids')):
-    """Index entries as three parallel lists: one IndexEntry object per path
-    would cost the guard more than its checks of most paths."""
-    __slots__ = ()
-
-    def entry(self, i: int) -> IndexEntry:
-        return IndexEntry(self.paths[i], self.modes[i], self.oids[i])
-
-
-# Porcelain `diff --cached` compares with the empty tree on an unborn branch
-# (the first commit), whatever the object format.  `--no-renames`: a rename is
-# a deletion plus an addition, and only the added path matters.  -z: paths come
-# verbatim (spaces, newlines, non-ASCII).  --diff-filter=d: no deletions.
-_STAGED_ARGS = ('diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev', '--no-relative',
-                '--no-color', '--no-ext-diff', '--ignore-submodules=none', '--diff-filter=d')
-
-
-def staged_changes(cwd: str | os.PathLike[str] | None = None) -> Staged:
-    """Additions and modifications staged for the next commit; deletions left out.
-
-    The caller's GIT_INDEX_FILE is kept: `git commit -a` and `git commit PATH`
-    hand hooks a temporary index.
-    """
-    return _parse_staged(run_git(*_STAGED_ARGS, cwd=cwd).stdout)
-
-
-def _parse_staged(stdout: str) -> Staged:
-    # Records: ':<old mode> <new mode> <old oid> <new oid> <status>\0<path>\0',
-    # modes always six digits, oids all of one length (--no-abbrev): fixed
-    # offsets, so each column is one list comprehension.
-    fields = stdout.split('\0')
-    headers, paths = fields[0:-1:2], fields[1::2]
-    if not headers:
-        return Staged([], [], [])
-    n = len(headers[0].split(' ')[2])   # 40 (SHA-1) or 64 (SHA-256)
-    if set(map(len, headers)) == {18 + 2 * n}:  # one-letter statuses: the usual case
-        return Staged(paths, [h[8:14] for h in headers], [h[16 + n:16 + 2 * n] for h in headers])
-    parts = [h[1:].split(' ') for h in headers]
-    return Staged(paths, [p[1] for p in parts], [p[3] for p in parts])
-
-
-# Every path, relative to the top, from anywhere in the worktree.
-_INDEX_ARGS = ('ls-files', '--stage', '-z', '--full-name', '--', ':/')
-
-
-def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexEntry]:
-    """Every path in the index (`ls-files -s -z`), by path."""
-    return _parse_index(run_git(*_INDEX_ARGS, cwd=cwd).stdout)
-
-
-def _parse_index(stdout: str) -> dict[str, IndexEntry]:
-    out = {}
-    for line in stdout.split('\0'):
-        if line:
-            meta, _, path = line.partition('\t')
-            mode, oid, _stage = meta.split(' ')
-            out[path] = IndexEntry(path, mode, oid)
-    return out
-
-
-def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
-                 objects_dir: str | os.PathLike[str] | None = None) -> dict[str, int]:
-    """Size of each object; missing ones left out.  Loose objects in
-    `objects_dir` are read directly; the rest with ONE `cat-file --batch-check`."""
-    from git_ckpt.loose_objects import loose_object_sizes
-    oids = list(dict.fromkeys(oids))
-    sizes = loose_object_sizes(oids, objects_dir) if objects_dir is not None else {}
-    rest = [oid for oid in oids if oid not in sizes] if sizes else oids
-    if not rest:
-        return sizes
-    proc = run_git('cat-file', '--batch-check=%(objectname) %(objectsize)',
-                   cwd=cwd, input='\n'.join(rest) + '\n')
-    for line in proc.stdout.splitlines():
-        oid, _, size = line.partition(' ')
-        if size.isdigit():
-            sizes[oid] = int(size)
-    return sizes
-
-
-def _started(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
+def start_parsed(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
     """`ordinary(cwd)`'s result from a git process started now: parsed from its
     output when git succeeded, else by calling `ordinary` (which raises the
     usual error with git's message)."""
@@ -367,19 +281,9 @@ def _started(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
     return result
 
 
-def start_staged_changes(cwd=None):
-    """staged_changes(cwd), started now; call the result to wait for it."""
-    return _started(_STAGED_ARGS, cwd, _parse_staged, staged_changes)
-
-
-def start_index_entries(cwd=None):
-    """index_entries(cwd), started now; call the result to wait for it."""
-    return _started(_INDEX_ARGS, cwd, _parse_index, index_entries)
-
-
 def start_config_get_all(cwd=None):
     """config_get_all(cwd), started now; call the result to wait for it."""
-    return _started(_CONFIG_ARGS, cwd, _parse_config, config_get_all, ok=(0, 1))
+    return start_parsed(_CONFIG_ARGS, cwd, _parse_config, config_get_all, ok=(0, 1))
 
 
 def _parse_top_and_common_dir(stdout: str) -> tuple[str, str] | None:
@@ -395,26 +299,48 @@ def start_top_and_common_dir(cwd=None):
     def ordinary(cwd):
         paths = repo_paths(cwd)
         return (None if paths.top is None else os.fspath(paths.top)), os.fspath(paths.common_dir)
-    return _started(_REPO_PATHS_ARGS, cwd, _parse_top_and_common_dir, ordinary)
+    return start_parsed(_REPO_PATHS_ARGS, cwd, _parse_top_and_common_dir, ordinary)
 
 
-def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, bytes]:
-    """Content of a few (small) objects, with one `cat-file --batch`."""
-    oids = list(dict.fromkeys(oids))
-    if not oids:
-        return {}
-    proc = run_git('cat-file', '--batch', cwd=cwd, text=False,
-                   input=('\n'.join(oids) + '\n').encode())
-    data, pos, out = proc.stdout, 0, {}
-    while pos < len(data):
-        eol = data.index(b'\n', pos)
-        header = data[pos:eol].split(b' ')
-        pos = eol + 1
-        if len(header) == 3:  # '<oid> <type> <size>', then content and a newline
-            size = int(header[2])
-            out[header[0].decode()] = data[pos:pos + size]
-            pos += size + 1
-    return out
+def hook_top_and_common_dir(cwd: str | None = None) -> tuple[str, str] | None:
+    """(worktree top, common git dir) of the hook git is running, read from
+    the files git itself reads, without a rev-parse process (a git process
+    costs the commit hook more than its start: the hook's other two compete
+    for the same cores).  git runs pre-commit in the top of the worktree,
+    exporting GIT_PREFIX, and GIT_DIR when the git dir is not ./.git (a linked
+    worktree).  None, to ask rev-parse, when anything is unusual: not run by
+    git, GIT_WORK_TREE or GIT_COMMON_DIR set, no .git here, an unreadable or
+    odd gitdir file.  A wrong common dir would only send more oids to
+    cat-file (guard.objects_dir)."""
+    env = os.environ
+    if 'GIT_PREFIX' not in env or 'GIT_WORK_TREE' in env or 'GIT_COMMON_DIR' in env:
+        return None
+    try:
+        top = os.path.abspath(cwd) if cwd is not None else os.getcwd()
+        git_dir = env.get('GIT_DIR')
+        if git_dir is None:
+            dot_git = os.path.join(top, '.git')
+            if os.path.isdir(dot_git):
+                git_dir = dot_git
+            else:  # a linked worktree or submodule: 'gitdir: <path>\n'
+                with open(dot_git, 'rb') as f:
+                    line = f.read(4097)
+                if not line.startswith(b'gitdir: ') or line.count(b'\n') != 1 or not line.endswith(b'\n'):
+                    return None
+                git_dir = os.fsdecode(line[8:-1])
+        git_dir = os.path.join(top, git_dir)
+        try:
+            with open(os.path.join(git_dir, 'commondir'), 'rb') as f:
+                common = os.fsdecode(f.read().rstrip(b'\n'))
+        except FileNotFoundError:
+            common = git_dir
+        else:
+            if not common or '\n' in common:
+                return None
+        common_dir = os.path.normpath(os.path.join(git_dir, common))
+    except (OSError, ValueError):
+        return None
+    return (top, common_dir) if os.path.isdir(common_dir) else None
 
 
 def tracked_files(paths: list[str], cwd: str | os.PathLike[str]) -> list[str]:

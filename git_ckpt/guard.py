@@ -2,8 +2,9 @@
 
 Runs as the pre-commit hook (native shim or the pre-commit framework), so it
 imports only the standard library and spawns a fixed number of git processes
-whatever the number of staged files: `rev-parse`, `config`, `diff --cached`
-(or `ls-files` when the framework passes filenames) and, only when needed,
+whatever the number of staged files: `config`, `diff --cached` (or `ls-files`
+when the framework passes filenames), `rev-parse` only when not run by git
+(git.hook_top_and_common_dir) and, only when needed,
 one `cat-file --batch-check` (sizes of blobs not stored loose) and one
 `cat-file --batch` (symlink targets, possible Git LFS pointers).  A fresh
 `git add` writes loose objects: their sizes are bounded by the object files'
@@ -22,7 +23,7 @@ import os
 import sys
 
 from git_ckpt import constants as C
-from git_ckpt import git
+from git_ckpt import git, git_index
 from git_ckpt.errors import GitCkptError
 from git_ckpt.records import record
 
@@ -101,7 +102,7 @@ class Sorted(record('Sorted', 'offences weights symlinks rest')):
     __slots__ = ()
 
 
-def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
+def check_paths(staged: git_index.Staged, policy: Policy) -> Sorted:
     # Imported here, not at the top: run() has started git by then, and
     # imports while it works.
     from git_ckpt.guard_patterns import dir_match, may_match, weight_name
@@ -146,7 +147,7 @@ def check_paths(staged: git.Staged, policy: Policy) -> Sorted:
     return out
 
 
-def check(staged: git.Staged, policy: Policy, top: str, objects_dir: str | None = None) -> list[Offence]:
+def check(staged: git_index.Staged, policy: Policy, top: str, objects_dir: str | None = None) -> list[Offence]:
     """Every offence among the `staged` entries, in path order.  `objects_dir`:
     where the staged blobs are stored loose (read directly; else cat-file)."""
     found = check_paths(staged, policy)
@@ -164,7 +165,7 @@ def check(staged: git.Staged, policy: Policy, top: str, objects_dir: str | None 
     rest = [staged.entry(i) for i in rest]
     wanted = ([e.oid for e, _ in found.offences] + [e.oid for e, _ in found.weights]
               + [e.oid for e in found.symlinks] + [e.oid for e in rest])
-    sizes = git.object_sizes([oid for oid in wanted if oid], cwd=top, objects_dir=objects_dir)
+    sizes = git_index.object_sizes([oid for oid in wanted if oid], cwd=top, objects_dir=objects_dir)
     offences = [o._replace(size=sizes.get(e.oid)) for e, o in found.offences]
     if policy.max_size:
         offences += [Offence(e.path, 'size', e.path, '', sizes[e.oid], '/' + e.path)
@@ -178,7 +179,7 @@ def check(staged: git.Staged, policy: Policy, top: str, objects_dir: str | None 
         else:
             offences.append(offence)
     if lfs_candidates or found.symlinks:
-        contents = git.object_contents(
+        contents = git_index.object_contents(
             [e.oid for e, _ in lfs_candidates] + [e.oid for e in found.symlinks], cwd=top)
         offences += [o for e, o in lfs_candidates if not is_lfs_pointer(contents.get(e.oid, b''))]
         for entry in found.symlinks:
@@ -225,16 +226,20 @@ def load_policy(top: str, extra_allow: list[str], max_size_arg: str | None,
     return Policy(max_size, allow, roots, in_repo)
 
 
-class Args(record('Args', 'allow max_size filenames')):
+class Args(record('Args', 'allow max_size filenames staged_on_stdin')):
     """allow: patterns; max_size: the --max-file-size text or None;
-    filenames: None to check everything staged."""
+    filenames: None to check everything staged; staged_on_stdin: the native
+    shim pipes `git diff` (git_index.STAGED_ARGS) with its exit status."""
     __slots__ = ()
+
+
+STAGED_ON_STDIN = '--staged-on-stdin'  # internal: only the native shim passes it
 
 
 def parse_args(argv: list[str]) -> Args:
     """`[--allow PATTERN]... [--max-file-size SIZE] [--] [FILE...]` by hand:
     argparse costs more import time than this whole hook should."""
-    allow, max_size, files = [], None, []
+    allow, max_size, files, staged_on_stdin = [], None, [], False
     it = iter(argv)
     for arg in it:
         name, eq, value = arg.partition('=')
@@ -247,20 +252,32 @@ def parse_args(argv: list[str]) -> Args:
                 allow.append(value)
             else:
                 max_size = value
+        elif arg == STAGED_ON_STDIN and not files:
+            staged_on_stdin = True
         elif arg == '--' and not files:
             files.extend(it)
         elif arg.startswith('-') and not files:
             raise GitCkptError(f'unknown guard option {arg}', 'use --allow PATTERN or --max-file-size SIZE')
         else:
             files.append(arg)
-    return Args(allow, max_size, files or None)
+    return Args(allow, max_size, files or None, staged_on_stdin)
 
 
-def entries_from_index(index: dict, filenames: list[str]) -> git.Staged:
+def staged_from_shim(cwd: str | None) -> git_index.Staged:
+    """The staged changes the shim's `git diff` piped to stdin; if that git
+    failed, the diff is run again here, for git's own message."""
+    chunks = []
+    while chunk := os.read(0, 1 << 20):
+        chunks.append(chunk)
+    staged = git_index.staged_from_stream(b''.join(chunks))
+    return staged if staged is not None else git_index.staged_changes(cwd)
+
+
+def entries_from_index(index: dict, filenames: list[str]) -> git_index.Staged:
     """(pre-commit framework) The given files as they are in the index; a
     file not in the index is checked by name."""
-    entries = [index.get(f) or git.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
-    return git.Staged([e.path for e in entries], [e.mode for e in entries], [e.oid for e in entries])
+    entries = [index.get(f) or git_index.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
+    return git_index.Staged([e.path for e in entries], [e.mode for e in entries], [e.oid for e in entries])
 
 
 def objects_dir(common_dir: str) -> str | None:
@@ -277,19 +294,21 @@ def objects_dir(common_dir: str) -> str | None:
 def run(argv: list[str], cwd: str | None = None) -> int:
     """The guard; 0 when the commit may go ahead, 1 when blocked."""
     args = parse_args(argv)
-    # The staged diff and the config need not wait for the top: all three
-    # git processes start at once.
-    if args.filenames is None:
-        wait_staged = git.start_staged_changes(cwd)
+    # The staged diff and the config need not wait for the top: both git
+    # processes start at once, and the top is read from .git when git runs us.
+    if args.filenames is None and args.staged_on_stdin:
+        wait_staged = lambda: staged_from_shim(cwd)  # noqa: E731
+    elif args.filenames is None:
+        wait_staged = git_index.start_staged_changes(cwd)
     else:
-        wait_index = git.start_index_entries(cwd)
+        wait_index = git_index.start_index_entries(cwd)
         wait_staged = lambda: entries_from_index(wait_index(), args.filenames)  # noqa: E731
     wait_config = git.start_config_get_all(cwd)
-    top, common_dir = git.start_top_and_common_dir(cwd)()
+    top, common_dir = git.hook_top_and_common_dir(cwd) or git.start_top_and_common_dir(cwd)()
     if top is None:
         return 0  # a bare repository has nothing staged
+    staged = wait_staged()  # first: git config finishes meanwhile
     policy = load_policy(top, args.allow, args.max_size, config=wait_config())
-    staged = wait_staged()
     offences = check(staged, policy, top, objects_dir=objects_dir(common_dir))
     if not offences:
         return 0

@@ -118,3 +118,32 @@ def test_worktree_list_in_a_submodule_names_its_checkout_not_its_git_dir(hermeti
     git('submodule', 'add', '-q', sub_src, 'sub', cwd=sup)
     entries = worktree_list(sup / 'sub')
     assert entries[0].path == sup / 'sub'
+
+
+def test_hook_top_and_common_dir_reads_what_rev_parse_says(repo, hermetic, monkeypatch):
+    """In a hook git runs (GIT_PREFIX set, cwd = the top), .git is read
+    instead of starting rev-parse; anything unusual asks rev-parse."""
+    linked = add_worktree(repo, hermetic.tmp / 'linked wt', '-b', 'linked')
+    monkeypatch.setenv('GIT_PREFIX', '')
+    for top, git_dir_env in ((repo, None), (linked, None), (linked, repo / '.git' / 'worktrees' / 'linked-wt')):
+        if git_dir_env:
+            monkeypatch.setenv('GIT_DIR', os.fspath(git_dir_env))
+        monkeypatch.chdir(top)
+        paths = G.repo_paths(top)
+        assert G.hook_top_and_common_dir() == (os.fspath(paths.top), os.fspath(paths.common_dir))
+        assert G.hook_top_and_common_dir(os.fspath(top)) == (os.fspath(paths.top), os.fspath(paths.common_dir))
+        monkeypatch.delenv('GIT_DIR', raising=False)
+    monkeypatch.chdir(repo)
+    for name in ('GIT_WORK_TREE', 'GIT_COMMON_DIR'):
+        monkeypatch.setenv(name, os.fspath(repo))
+        assert G.hook_top_and_common_dir() is None
+        monkeypatch.delenv(name)
+    monkeypatch.delenv('GIT_PREFIX')
+    assert G.hook_top_and_common_dir() is None  # not run by git
+    monkeypatch.setenv('GIT_PREFIX', '')
+    monkeypatch.chdir(repo / '.git')
+    assert G.hook_top_and_common_dir() is None  # no .git here
+    (hermetic.tmp / 'odd').mkdir()
+    (hermetic.tmp / 'odd' / '.git').write_text('gitdir: a\nb\n')
+    monkeypatch.chdir(hermetic.tmp / 'odd')
+    assert G.hook_top_and_common_dir() is None  # a gitdir file git would not write

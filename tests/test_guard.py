@@ -807,3 +807,39 @@ def test_weight_names_match_as_before():
     assert weight_name('rng_state_3.pth') == 'rng_state*.pth'
     assert weight_name('optimizer.pt') == 'optimizer.pt'
     assert weight_name('optimizer.pth') is None and weight_name('model.safetensors.md') is None
+
+
+def run_guard_with_stdin(repo: Path, stdin: bytes) -> subprocess.CompletedProcess:
+    """The guard as the native shim starts it, with `stdin` as the piped diff."""
+    return subprocess.run([sys.executable, '-m', 'git_ckpt', '_hook', 'pre-commit', '--staged-on-stdin'],
+                          cwd=repo, input=stdin, capture_output=True)
+
+
+def test_shim_diff_that_failed_or_was_cut_short_is_run_again(inited_repo):
+    """The shim pipes git's diff with its exit status; a failed or truncated
+    stream is never read as "nothing staged": the guard runs the diff itself."""
+    from git_ckpt.git_index import STAGED_TRAILER
+    stage(inited_repo, 'out/checkpoint-7/optimizer.pt')
+    for stream in (STAGED_TRAILER + b'128\0', b'', b':000000 100644 00'):
+        proc = run_guard_with_stdin(inited_repo, stream)
+        assert proc.returncode == 1 and b'out/checkpoint-7/' in proc.stderr, proc.stderr
+        assert b'Traceback' not in proc.stderr
+
+
+def test_real_commits_take_the_piped_diff(inited_repo):
+    """Through the installed shim (git runs it): the piped diff is what the
+    guard checks, in the main worktree and in a linked one (GIT_DIR set)."""
+    repo = inited_repo
+    hook = (repo / '.git' / 'hooks' / 'pre-commit').read_text()
+    assert '--staged-on-stdin' in hook and 'git diff --cached' in hook
+    before = head(repo)
+    stage(repo, 'out/checkpoint-3/model.safetensors')
+    assert_blocked(commit(repo), repo, before, 'out/checkpoint-3/')
+    linked = repo.parent / 'linked wt'
+    git('worktree', 'add', '-q', '-b', 'linked', linked, cwd=repo)
+    before = head(linked)
+    stage(linked, 'sub/checkpoint-9/optimizer.pt')
+    assert_blocked(commit(linked), linked, before, 'sub/checkpoint-9/')
+    git('rm', '-q', '-r', '--cached', 'sub', cwd=linked)
+    stage(linked, 'src/ok.py', 'print(1)\n')
+    assert_committed(commit(linked), linked, before)

@@ -1,0 +1,146 @@
+"""git plumbing for the commit guard: what is staged, and the staged objects'
+sizes and contents.  Every call goes through git.py's process engine.
+
+Standard library only, imported on every commit (see git.py on imports).
+"""
+from __future__ import annotations
+
+import os
+
+from git_ckpt import git
+from git_ckpt.records import record
+
+
+class IndexEntry(record('IndexEntry', 'path mode oid')):
+    """path: relative to the worktree top, surrogate-escaped like os.fsdecode;
+    mode: '100644', '100755', '120000' (symlink), '160000' (submodule);
+    oid: the staged blob."""
+    __slots__ = ()
+
+
+class Staged(record('Staged', 'paths modes oids')):
+    """Index entries as three parallel lists: one IndexEntry object per path
+    would cost the guard more than its checks of most paths."""
+    __slots__ = ()
+
+    def entry(self, i: int) -> IndexEntry:
+        return IndexEntry(self.paths[i], self.modes[i], self.oids[i])
+
+
+# Porcelain `diff --cached` compares with the empty tree on an unborn branch
+# (the first commit), whatever the object format.  `--no-renames`: a rename is
+# a deletion plus an addition, and only the added path matters.  -z: paths come
+# verbatim (spaces, newlines, non-ASCII).  --diff-filter=d: no deletions.
+STAGED_ARGS = ('diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev', '--no-relative',
+                '--no-color', '--no-ext-diff', '--ignore-submodules=none', '--diff-filter=d')
+
+
+def staged_changes(cwd: str | os.PathLike[str] | None = None) -> Staged:
+    """Additions and modifications staged for the next commit; deletions left out.
+
+    The caller's GIT_INDEX_FILE is kept: `git commit -a` and `git commit PATH`
+    hand hooks a temporary index.
+    """
+    return _parse_staged(git.run_git(*STAGED_ARGS, cwd=cwd).stdout)
+
+
+def _parse_staged(stdout: str) -> Staged:
+    # Records: ':<old mode> <new mode> <old oid> <new oid> <status>\0<path>\0',
+    # modes always six digits, oids all of one length (--no-abbrev): fixed
+    # offsets, so each column is one list comprehension.
+    fields = stdout.split('\0')
+    headers, paths = fields[0:-1:2], fields[1::2]
+    if not headers:
+        return Staged([], [], [])
+    n = len(headers[0].split(' ')[2])   # 40 (SHA-1) or 64 (SHA-256)
+    if set(map(len, headers)) == {18 + 2 * n}:  # one-letter statuses: the usual case
+        return Staged(paths, [h[8:14] for h in headers], [h[16 + n:16 + 2 * n] for h in headers])
+    parts = [h[1:].split(' ') for h in headers]
+    return Staged(paths, [p[1] for p in parts], [p[3] for p in parts])
+
+
+# The native hook's shim starts `git diff` (STAGED_ARGS) while Python starts,
+# and pipes its output, then this trailer with its exit status, to the guard:
+# printf 'git-ckpt-diff-exit %d\0' "$?".
+STAGED_TRAILER = b'git-ckpt-diff-exit '
+
+
+def staged_from_stream(data: bytes) -> Staged | None:
+    """The Staged parsed from the shim's stream (`git diff` output, then the
+    trailer with its exit status); None when git failed or the stream is cut
+    short or malformed: the caller then runs the diff itself, which reports
+    git's message."""
+    if not data.endswith(b'\0'):
+        return None
+    body, _, trailer = data[:-1].rpartition(b'\0')
+    body = body + b'\0' if body else body
+    if trailer != STAGED_TRAILER + b'0' or body.count(b'\0') % 2:
+        return None
+    return _parse_staged(body.decode('utf-8', 'surrogateescape'))
+
+
+# Every path, relative to the top, from anywhere in the worktree.
+_INDEX_ARGS = ('ls-files', '--stage', '-z', '--full-name', '--', ':/')
+
+
+def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexEntry]:
+    """Every path in the index (`ls-files -s -z`), by path."""
+    return _parse_index(git.run_git(*_INDEX_ARGS, cwd=cwd).stdout)
+
+
+def _parse_index(stdout: str) -> dict[str, IndexEntry]:
+    out = {}
+    for line in stdout.split('\0'):
+        if line:
+            meta, _, path = line.partition('\t')
+            mode, oid, _stage = meta.split(' ')
+            out[path] = IndexEntry(path, mode, oid)
+    return out
+
+
+def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
+                 objects_dir: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """Size of each object; missing ones left out.  Loose objects in
+    `objects_dir` are read directly; the rest with ONE `cat-file --batch-check`."""
+    from git_ckpt.loose_objects import loose_object_sizes
+    oids = list(dict.fromkeys(oids))
+    sizes = loose_object_sizes(oids, objects_dir) if objects_dir is not None else {}
+    rest = [oid for oid in oids if oid not in sizes] if sizes else oids
+    if not rest:
+        return sizes
+    proc = git.run_git('cat-file', '--batch-check=%(objectname) %(objectsize)',
+                   cwd=cwd, input='\n'.join(rest) + '\n')
+    for line in proc.stdout.splitlines():
+        oid, _, size = line.partition(' ')
+        if size.isdigit():
+            sizes[oid] = int(size)
+    return sizes
+
+
+def start_staged_changes(cwd=None):
+    """staged_changes(cwd), started now; call the result to wait for it."""
+    return git.start_parsed(STAGED_ARGS, cwd, _parse_staged, staged_changes)
+
+
+def start_index_entries(cwd=None):
+    """index_entries(cwd), started now; call the result to wait for it."""
+    return git.start_parsed(_INDEX_ARGS, cwd, _parse_index, index_entries)
+
+
+def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, bytes]:
+    """Content of a few (small) objects, with one `cat-file --batch`."""
+    oids = list(dict.fromkeys(oids))
+    if not oids:
+        return {}
+    proc = git.run_git('cat-file', '--batch', cwd=cwd, text=False,
+                   input=('\n'.join(oids) + '\n').encode())
+    data, pos, out = proc.stdout, 0, {}
+    while pos < len(data):
+        eol = data.index(b'\n', pos)
+        header = data[pos:eol].split(b' ')
+        pos = eol + 1
+        if len(header) == 3:  # '<oid> <type> <size>', then content and a newline
+            size = int(header[2])
+            out[header[0].decode()] = data[pos:pos + size]
+            pos += size + 1
+    return out
