@@ -129,6 +129,10 @@ PRE_COMMIT_HOOK_TYPES = ('pre-commit', 'post-checkout')
 # The pre-commit shim's line `init` fills with the dir holding the git_ckpt
 # package: the shim runs `python -S` (no site-packages scan) and imports from there.
 HOOK_PACKAGE_PATH_LINE = 'INSTALL_PATH='
+# Around the pre-commit shim's `python -S -c '...'` launcher, which doctor runs
+# with --version to probe the hook the way it starts.
+HOOK_LAUNCHER_START = '"$INSTALL_PYTHON" -S -c \''
+HOOK_LAUNCHER_END = '\' "$INSTALL_PATH" '
 
 # --- setup() outside any repository (issue 6 follow-up) ---
 # A GIT_CKPT_DIR dir that setup() created (or found empty) outside any scratch

@@ -120,17 +120,39 @@ def check_space(label: str, path: Path) -> Check:
     return Check('space', OK, message, subject=label, data=data)
 
 
-def hook_python(path: Path) -> str:
-    """The INSTALL_PYTHON value written into an installed hook ('' if none)."""
+def hook_line(path: Path, prefix: str) -> str:
+    """The value `git ckpt init` wrote on an installed hook's `prefix` line
+    (INSTALL_PYTHON=, INSTALL_PATH=); '' if none."""
     try:
         text = path.read_text(encoding='utf-8', errors='replace')
     except OSError:
         return ''
     for line in text.splitlines():
-        if line.startswith(C.HOOK_PYTHON_LINE):
-            words = shlex.split(line[len(C.HOOK_PYTHON_LINE):])
+        if line.startswith(prefix):
+            words = shlex.split(line[len(prefix):])
             return words[0] if words else ''
     return ''
+
+
+def hook_python(path: Path) -> str:
+    """The INSTALL_PYTHON value written into an installed hook ('' if none)."""
+    return hook_line(path, C.HOOK_PYTHON_LINE)
+
+
+def hook_probe(path: Path, python: str) -> list[str]:
+    """The command that asks for the version exactly the way the hook starts
+    git-ckpt: the pre-commit shim's own `python -S` launcher with its
+    INSTALL_PATH (read from the installed file), else `python -m git_ckpt`."""
+    try:
+        text = path.read_text(encoding='utf-8', errors='replace')
+    except OSError:
+        text = ''
+    start = text.find(C.HOOK_LAUNCHER_START)
+    end = text.find(C.HOOK_LAUNCHER_END, start + 1)
+    if start < 0 or end < 0:
+        return [python, '-m', 'git_ckpt', '--version']
+    launcher = text[start + len(C.HOOK_LAUNCHER_START):end]
+    return [python, '-S', '-c', launcher, hook_line(path, C.HOOK_PACKAGE_PATH_LINE), '--version']
 
 
 def _probe(cmd: list[str]) -> tuple[bool, str]:
@@ -166,7 +188,7 @@ def check_hook(wt: worktree.Worktree, name: str) -> list[Check]:
     # What the shim does: the recorded interpreter first; when it is gone or
     # cannot import git_ckpt, `git-ckpt` on PATH.
     if python and os.access(python, os.X_OK):
-        worked, detail = _probe([python, '-m', 'git_ckpt', '--version'])
+        worked, detail = _probe(hook_probe(path, python))
         if worked and detail != C.VERSION:
             return out + [Check('hook.python', WARN, f'the {name} hook runs git-ckpt {detail} ({python}), '
                                 f'this is {C.VERSION}', reinstall, subject=name)]

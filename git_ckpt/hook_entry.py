@@ -93,7 +93,16 @@ HOOKS = {
 }
 
 
+def version(args: list[str]) -> int:
+    """What `git ckpt doctor` runs through an installed hook's own launcher:
+    the version that launcher reaches."""
+    print(f'git-ckpt {C.VERSION}')
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ['--version']:
+        return version(argv[1:])
     if not argv or argv[0] not in HOOKS:
         print(f'git-ckpt: error: unknown hook {argv[:1]}; reinstall hooks with: git ckpt init',
               file=sys.stderr)

@@ -378,3 +378,31 @@ def test_doctor_reports_a_pre_created_project_dir_as_a_problem(inited_repo, unpr
     assert code == 1
     failed = [c for c in report['checks'] if c['status'] == 'fail' and 'owned by' in c['message']]
     assert failed and scratch.parent.name in failed[0]['message'], report
+
+
+def _set_hook_line(hook: Path, prefix: str, value: str) -> None:
+    lines = hook.read_text().splitlines(keepends=True)
+    hook.write_text(''.join(f"{prefix}'{value}'\n" if l.startswith(prefix) else l for l in lines))
+
+
+def test_pre_commit_probe_runs_the_hooks_own_launcher(healthy, hermetic):
+    """The pre-commit shim starts `python -S` with git_ckpt's dir from its
+    INSTALL_PATH line: doctor asks that launcher, so a Python that cannot
+    `import git_ckpt` by itself but reaches it through INSTALL_PATH is fine,
+    and a wrong INSTALL_PATH is seen (the commit guard would fall back)."""
+    base = os.path.join(sys.base_prefix, 'bin', 'python3')
+    if subprocess.run([base, '-c', 'import git_ckpt'], capture_output=True, cwd='/').returncode == 0:
+        pytest.skip('the base Python has git_ckpt installed')
+    hook = healthy / '.git' / 'hooks' / 'pre-commit'
+    _set_hook_python(hook, base)
+    expect(healthy, 'hook.python', 'ok', subject='pre-commit', needle=base)
+    # The guard itself works the same way: a real commit is checked.
+    (healthy / 'out' / 'checkpoint-1').mkdir(parents=True)
+    (healthy / 'out' / 'checkpoint-1' / 'optimizer.pt').write_bytes(b'x')
+    git('add', '-f', 'out', cwd=healthy)
+    proc = git('commit', '-qm', 'x', cwd=healthy, check=False)
+    assert proc.returncode == 1 and 'out/checkpoint-1/' in proc.stderr, proc.stderr
+    empty = hermetic.tmp / 'empty'
+    empty.mkdir()
+    _set_hook_line(hook, 'INSTALL_PATH=', os.fspath(empty))
+    expect(healthy, 'hook.python', 'warn', subject='pre-commit', needle='cannot run git-ckpt')
