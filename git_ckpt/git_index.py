@@ -45,11 +45,14 @@ def staged_changes(cwd: str | os.PathLike[str] | None = None) -> Staged:
 
 
 def _parse_staged(stdout: str) -> Staged:
+    return _staged_from_fields(stdout.split('\0')[:-1])
+
+
+def _staged_from_fields(fields: list[str]) -> Staged:
     # Records: ':<old mode> <new mode> <old oid> <new oid> <status>\0<path>\0',
     # modes always six digits, oids all of one length (--no-abbrev): fixed
     # offsets, so each column is one list comprehension.
-    fields = stdout.split('\0')
-    headers, paths = fields[0:-1:2], fields[1::2]
+    headers, paths = fields[0::2], fields[1::2]
     if not headers:
         return Staged([], [], [])
     n = len(headers[0].split(' ')[2])   # 40 (SHA-1) or 64 (SHA-256)
@@ -63,6 +66,7 @@ def _parse_staged(stdout: str) -> Staged:
 # and pipes its output, then this trailer with its exit status, to the guard:
 # printf 'git-ckpt-diff-exit %d\0' "$?".
 STAGED_TRAILER = b'git-ckpt-diff-exit '
+STAGED_TRAILER_TEXT = STAGED_TRAILER.decode()
 
 
 def staged_from_stream(data: bytes) -> Staged | None:
@@ -70,13 +74,11 @@ def staged_from_stream(data: bytes) -> Staged | None:
     trailer with its exit status); None when git failed or the stream is cut
     short or malformed: the caller then runs the diff itself, which reports
     git's message."""
-    if not data.endswith(b'\0'):
+    fields = data.decode('utf-8', 'surrogateescape').split('\0')
+    # Records of two fields, the trailer, and '' after the last NUL.
+    if len(fields) % 2 or fields[-1] or fields[-2] != STAGED_TRAILER_TEXT + '0':
         return None
-    body, _, trailer = data[:-1].rpartition(b'\0')
-    body = body + b'\0' if body else body
-    if trailer != STAGED_TRAILER + b'0' or body.count(b'\0') % 2:
-        return None
-    return _parse_staged(body.decode('utf-8', 'surrogateescape'))
+    return _staged_from_fields(fields[:-2])
 
 
 # Every path, relative to the top, from anywhere in the worktree.
