@@ -86,21 +86,27 @@ def loose_objects_maybe_over(oids, objects_dir: str | os.PathLike[str], limit: i
     """The oids NOT proven to be at most `limit` bytes by their loose object
     file: a zlib file of S bytes inflates to at most DEFLATE_MAX_RATIO * S
     (header included).  One stat per object instead of a read; objects not
-    stored loose are returned too (unproven).
+    stored loose are returned too (unproven)."""
+    return start_maybe_over(oids, objects_dir, limit)()
+
+
+def start_maybe_over(oids, objects_dir: str | os.PathLike[str], limit: int):
+    """loose_objects_maybe_over, started now; call the result for the answer.
 
     Thousands of oids (the first commit of a project) are split with one
-    forked process on a machine with two cores or more: the stats are the
-    guard's largest cost, and a fork costs about a millisecond.  Whether a
-    core is idle right now is not asked: kernel threads make that answer
-    noisy, and a busy core costs the split ~1.5 ms where an idle one saves
-    ~5 ms (5,000 stats)."""
+    forked child on a machine with two cores or more: it stats its half
+    while this process goes on with other work, then with its own half when
+    the answer is asked for.  The stats are the guard's largest cost, and a
+    fork costs about a millisecond.  Whether a core is idle right now is not
+    asked: kernel threads make that answer noisy, and a busy core costs the
+    split ~1.5 ms where an idle one saves ~5 ms (5,000 stats)."""
     oids = list(oids)
     if len(oids) >= C.GUARD_FORK_MIN_OBJECTS:
         from git_ckpt.workers import cpus, max_workers, may_fork
         if min(cpus(), max_workers()) >= 2 and may_fork():
             half = len(oids) // 2
-            return _split_in_two(oids[:half], oids[half:], objects_dir, limit)
-    return _maybe_over(oids, objects_dir, limit)
+            return _start_split(oids[:half], oids[half:], objects_dir, limit)
+    return lambda: _maybe_over(oids, objects_dir, limit)
 
 
 def _maybe_over(oids, objects_dir, limit: int) -> list[str]:
@@ -124,10 +130,11 @@ def _maybe_over(oids, objects_dir, limit: int) -> list[str]:
 _DONE = b'\0done'
 
 
-def _split_in_two(mine, theirs, objects_dir, limit: int) -> list[str]:
-    """_maybe_over of both lists, `theirs` in a forked child.  The child's
-    answer counts only when complete (ends with _DONE); otherwise this process
-    does that half too, so the result never depends on the fork."""
+def _start_split(mine, theirs, objects_dir, limit: int):
+    """_maybe_over of both lists, `theirs` in a child forked now, `mine` when
+    the result is called.  The child's answer counts only when complete
+    (ends with _DONE); otherwise this process does that half too, so the
+    result never depends on the fork."""
     from git_ckpt.workers import fork_child
 
     def answer(write_fd: int) -> None:
@@ -136,18 +143,21 @@ def _split_in_two(mine, theirs, objects_dir, limit: int) -> list[str]:
             data = data[os.write(write_fd, data):]
     child = fork_child(answer)
     if child is None:
-        return _maybe_over(mine + theirs, objects_dir, limit)
-    pid, read_fd = child
-    try:
-        out = _maybe_over(mine, objects_dir, limit)
-        chunks = []
-        while chunk := os.read(read_fd, 1 << 16):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    reply = b''.join(chunks)
-    if not reply.endswith(_DONE):
-        return out + _maybe_over(theirs, objects_dir, limit)
-    reply = reply[:-len(_DONE)]
-    return out + (reply.decode().split('\n') if reply else [])
+        return lambda: _maybe_over(mine + theirs, objects_dir, limit)
+
+    def result() -> list[str]:
+        pid, read_fd = child
+        try:
+            out = _maybe_over(mine, objects_dir, limit)
+            chunks = []
+            while chunk := os.read(read_fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+            os.waitpid(pid, 0)
+        reply = b''.join(chunks)
+        if not reply.endswith(_DONE):
+            return out + _maybe_over(theirs, objects_dir, limit)
+        reply = reply[:-len(_DONE)]
+        return out + (reply.decode().split('\n') if reply else [])
+    return result

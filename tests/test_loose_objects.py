@@ -68,4 +68,4 @@ def test_a_child_that_dies_costs_nothing_but_time(repo, monkeypatch):
             os._exit(3)
         return real(oids, objects_dir, limit)
     monkeypatch.setattr(L, '_maybe_over', dies_in_child)
-    assert L._split_in_two(oids[:25], oids[25:], objects, LIMIT) == oids[-1:]
+    assert L._start_split(oids[:25], oids[25:], objects, LIMIT)() == oids[-1:]
