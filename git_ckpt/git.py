@@ -147,13 +147,13 @@ def _git_dirs(cwd: str | os.PathLike[str] | None) -> tuple[Path, Path]:
     return _one_path('--git-dir', cwd), _one_path('--git-common-dir', cwd)
 
 
-_CONFIG_ARGS = ('config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.')
+CONFIG_ARGS = ('config', '--show-scope', '--null', '--get-regexp', r'^ckpt\.')
 
 
 def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str, str, str]]:
     """Every `ckpt.*` setting as (scope, key, value), in git's order
     (system, global, local, worktree); later entries override earlier ones."""
-    proc = run_git(*_CONFIG_ARGS, cwd=cwd, check=False)
+    proc = run_git(*CONFIG_ARGS, cwd=cwd, check=False)
     if proc.returncode not in (0, 1):  # 1: no match
         first = (proc.stderr.strip().splitlines() or [''])[0]
         raise GitCkptError(f'cannot read git config: {first}', 'fix the config file git names')
@@ -161,9 +161,12 @@ def config_get_all(cwd: str | os.PathLike[str] | None = None) -> list[tuple[str,
 
 
 def _parse_config(stdout: str) -> list[tuple[str, str, str]]:
+    return config_from_fields(stdout.split('\0'))
+
+
+def config_from_fields(fields: list[str]) -> list[tuple[str, str, str]]:
     # With --null, git separates the scope from its record by NUL too:
     # "scope\0key\nvalue\0" per entry.
-    fields = stdout.split('\0')
     out = []
     for scope, entry in zip(fields[0::2], fields[1::2]):
         key, _, value = entry.partition('\n')
@@ -283,7 +286,7 @@ def start_parsed(args: tuple[str, ...], cwd, parse, ordinary, ok=(0,)):
 
 def start_config_get_all(cwd=None):
     """config_get_all(cwd), started now; call the result to wait for it."""
-    return start_parsed(_CONFIG_ARGS, cwd, _parse_config, config_get_all, ok=(0, 1))
+    return start_parsed(CONFIG_ARGS, cwd, _parse_config, config_get_all, ok=(0, 1))
 
 
 def _parse_top_and_common_dir(stdout: str) -> tuple[str, str] | None:

@@ -62,23 +62,33 @@ def _staged_from_fields(fields: list[str]) -> Staged:
     return Staged(paths, [p[1] for p in parts], [p[3] for p in parts])
 
 
-# The native hook's shim starts `git diff` (STAGED_ARGS) while Python starts,
-# and pipes its output, then this trailer with its exit status, to the guard:
-# printf 'git-ckpt-diff-exit %d\0' "$?".
-STAGED_TRAILER = b'git-ckpt-diff-exit '
-STAGED_TRAILER_TEXT = STAGED_TRAILER.decode()
+# The native hook's shim runs `git config` (git.CONFIG_ARGS) and `git diff`
+# (STAGED_ARGS) while Python starts, and pipes their output to the guard, each
+# followed by a trailer with its exit status: printf '<trailer>%d\0' "$?".
+CONFIG_TRAILER = 'git-ckpt-config-exit '
+STAGED_TRAILER = 'git-ckpt-diff-exit '
 
 
-def staged_from_stream(data: bytes) -> Staged | None:
-    """The Staged parsed from the shim's stream (`git diff` output, then the
-    trailer with its exit status); None when git failed or the stream is cut
-    short or malformed: the caller then runs the diff itself, which reports
-    git's message."""
+def parse_shim_stream(data: bytes) -> tuple[list[tuple[str, str, str]] | None, Staged | None]:
+    """(config_get_all()'s answer, the Staged) from the shim's stream; either
+    is None when its git failed or the stream is cut short or malformed: the
+    caller then runs that git itself, which reports git's message."""
     fields = data.decode('utf-8', 'surrogateescape').split('\0')
-    # Records of two fields, the trailer, and '' after the last NUL.
-    if len(fields) % 2 or fields[-1] or fields[-2] != STAGED_TRAILER_TEXT + '0':
-        return None
-    return _staged_from_fields(fields[:-2])
+    # The config: (scope, "key\nvalue") pairs, then its trailer.  A scope or
+    # a "ckpt.key..." never starts like a trailer.
+    end = 0
+    while end < len(fields) and not fields[end].startswith(CONFIG_TRAILER):
+        end += 2
+    if end >= len(fields):
+        return None, None
+    config = None
+    if fields[end] in (CONFIG_TRAILER + '0', CONFIG_TRAILER + '1'):  # 1: no ckpt.* key
+        config = git.config_from_fields(fields[:end])
+    # The diff: records of two fields, its trailer, and '' after the last NUL.
+    diff = fields[end + 1:]
+    if len(diff) % 2 or diff[-1] or diff[-2] != STAGED_TRAILER + '0':
+        return config, None
+    return config, _staged_from_fields(diff[:-2])
 
 
 # Every path, relative to the top, from anywhere in the worktree.

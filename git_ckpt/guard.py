@@ -268,14 +268,15 @@ def parse_args(argv: list[str]) -> Args:
     return Args(allow, max_size, files or None, staged_on_stdin)
 
 
-def staged_from_shim(cwd: str | None) -> git_index.Staged:
-    """The staged changes the shim's `git diff` piped to stdin; if that git
-    failed, the diff is run again here, for git's own message."""
+def read_shim_stream(cwd: str | None) -> tuple[list[tuple[str, str, str]], git_index.Staged]:
+    """The config and staged changes the shim's git calls piped to stdin;
+    what git failed to give is asked for again here, for git's message."""
     chunks = []
     while chunk := os.read(0, 1 << 20):
         chunks.append(chunk)
-    staged = git_index.staged_from_stream(b''.join(chunks))
-    return staged if staged is not None else git_index.staged_changes(cwd)
+    config, staged = git_index.parse_shim_stream(b''.join(chunks))
+    return (config if config is not None else git.config_get_all(cwd),
+            staged if staged is not None else git_index.staged_changes(cwd))
 
 
 def entries_from_index(index: dict, filenames: list[str]) -> git_index.Staged:
@@ -299,16 +300,19 @@ def objects_dir(common_dir: str) -> str | None:
 def run(argv: list[str], cwd: str | None = None) -> int:
     """The guard; 0 when the commit may go ahead, 1 when blocked."""
     args = parse_args(argv)
-    # The staged diff and the config need not wait for the top: both git
-    # processes start at once, and the top is read from .git when git runs us.
     if args.filenames is None and args.staged_on_stdin:
-        wait_staged = lambda: staged_from_shim(cwd)  # noqa: E731
-    elif args.filenames is None:
-        wait_staged = git_index.start_staged_changes(cwd)
+        # Both git calls ran while Python started.
+        config, staged = read_shim_stream(cwd)
+        wait_config, wait_staged = (lambda: config), (lambda: staged)
     else:
-        wait_index = git_index.start_index_entries(cwd)
-        wait_staged = lambda: entries_from_index(wait_index(), args.filenames)  # noqa: E731
-    wait_config = git.start_config_get_all(cwd)
+        # The staged diff (or the index) and the config start at once.
+        if args.filenames is None:
+            wait_staged = git_index.start_staged_changes(cwd)
+        else:
+            wait_index = git_index.start_index_entries(cwd)
+            wait_staged = lambda: entries_from_index(wait_index(), args.filenames)  # noqa: E731
+        wait_config = git.start_config_get_all(cwd)
+    # The top is read from .git when git runs us.
     top, common_dir = git.hook_top_and_common_dir(cwd) or git.start_top_and_common_dir(cwd)()
     if top is None:
         return 0  # a bare repository has nothing staged

@@ -8,59 +8,64 @@ import subprocess
 from pathlib import Path
 
 from conftest import git
+from git_ckpt import git as G
 from git_ckpt import git_index as GI
 
 HOOK = Path(__file__).resolve().parents[1] / 'hooks' / 'pre-commit'
 
 
-def shim_diff_command() -> tuple[list[str], bytes]:
-    """The `git diff` argv and the printf trailer format in hooks/pre-commit."""
-    text = HOOK.read_text()
-    block = re.search(r'\{\n(.*?)\n\s*\} \|', text, re.S).group(1)
-    diff_line, printf_line = block.replace('\\\n', ' ').strip().split('\n')
-    argv = shlex.split(diff_line.replace('2>/dev/null', ''))
-    fmt = shlex.split(printf_line)[1]
-    return argv, fmt.encode()
+def shim_block() -> str:
+    """The shell lines of hooks/pre-commit whose output is piped to the guard."""
+    return re.search(r'\{\n(.*?)\n\s*\} \|', HOOK.read_text(), re.S).group(1)
 
 
-def test_shim_runs_exactly_the_diff_the_guard_would():
-    argv, fmt = shim_diff_command()
-    assert argv == ['git', *GI.STAGED_ARGS]
-    assert fmt == GI.STAGED_TRAILER + b'%d\\0'
+def test_shim_runs_exactly_the_git_calls_the_guard_would():
+    lines = [line.strip() for line in shim_block().replace('\\\n', ' ').strip().split('\n')]
+    assert len(lines) == 4
+    config, config_trailer, diff, diff_trailer = lines
+    assert shlex.split(config.replace('2>/dev/null', '')) == ['git', *G.CONFIG_ARGS]
+    assert shlex.split(diff.replace('2>/dev/null', '')) == ['git', *GI.STAGED_ARGS]
+    assert shlex.split(config_trailer) == ['printf', GI.CONFIG_TRAILER + '%d\\0', '$?']
+    assert shlex.split(diff_trailer) == ['printf', GI.STAGED_TRAILER + '%d\\0', '$?']
 
 
-def shim_stream(repo) -> bytes:
-    argv, _ = shim_diff_command()
-    script = f'{shlex.join(argv)} 2>/dev/null; printf \'{GI.STAGED_TRAILER.decode()}%d\\0\' "$?"'
-    return subprocess.run(['sh', '-c', script], cwd=repo, capture_output=True, check=True).stdout
+def shim_stream(repo: Path) -> bytes:
+    """What the installed shim pipes to the guard, made by the shim's own lines."""
+    return subprocess.run(['sh', '-c', shim_block()], cwd=repo, capture_output=True, check=True).stdout
 
 
-def test_stream_parses_like_the_direct_diff(repo):
+def test_stream_parses_like_the_direct_git_calls(repo):
     for name in ('a b.txt', 'new\nline.bin', 'ünï.txt'):
         (repo / name).write_text(name)
     (repo / 'link').symlink_to('a b.txt')
     git('add', '.', cwd=repo)
-    staged = GI.staged_from_stream(shim_stream(repo))
+    git('config', 'ckpt.allow', 'x\ny', cwd=repo)  # a value with a newline
+    git('config', '--add', 'ckpt.allow', 'git-ckpt-config-exit 0', cwd=repo)
+    config, staged = GI.parse_shim_stream(shim_stream(repo))
     assert staged == GI.staged_changes(repo)
     assert sorted(staged.paths) == ['a b.txt', 'link', 'new\nline.bin', 'ünï.txt']
+    assert config == G.config_get_all(repo)
+    assert [value for _, key, value in config if key == 'ckpt.allow'] == ['x\ny', 'git-ckpt-config-exit 0']
 
 
-def test_stream_with_nothing_staged(repo):
-    assert GI.staged_from_stream(shim_stream(repo)) == GI.Staged([], [], [])
+def test_stream_with_nothing_staged_and_no_config(repo):
+    assert GI.parse_shim_stream(shim_stream(repo)) == ([], GI.Staged([], [], []))
 
 
 def test_failed_cut_or_malformed_streams_are_refused(repo):
     (repo / 'x').write_text('x')
     git('add', 'x', cwd=repo)
+    git('config', 'ckpt.maxFileSize', '1M', cwd=repo)
     good = shim_stream(repo)
-    assert GI.staged_from_stream(good) is not None
-    bad = [
-        good.replace(GI.STAGED_TRAILER + b'0', GI.STAGED_TRAILER + b'128'),  # git failed
-        good[:-1],                                                          # no final NUL
-        good[:len(good) // 2],                                              # cut short
-        good[good.index(b'\0') + 1:],                                       # a field missing
-        b'', b'\0', GI.STAGED_TRAILER + b'0',
-    ]
-    assert [GI.staged_from_stream(data) for data in bad] == [None] * len(bad)
-    # A failed shim diff with nothing on stdout.
-    assert GI.staged_from_stream(GI.STAGED_TRAILER + b'129\0') is None
+    config, staged = GI.parse_shim_stream(good)
+    assert config == [('local', 'ckpt.maxfilesize', '1M')] and staged.paths == ['x']
+    config_failed = good.replace(b'config-exit 0', b'config-exit 3')
+    assert GI.parse_shim_stream(config_failed) == (None, staged)
+    diff_failed = good.replace(b'diff-exit 0', b'diff-exit 128')
+    assert GI.parse_shim_stream(diff_failed) == (config, None)
+    after_config = good.index(b'config-exit 0\0') + len(b'config-exit 0\0')
+    for cut in (good[:-1], good[:after_config + 10], good[:after_config],
+                good[:after_config] + good[good.index(b'\0', after_config) + 1:]):  # a field missing
+        assert GI.parse_shim_stream(cut) == (config, None)
+    for broken in (b'', b'\0', good[:after_config - 3], b'local\0ckpt.a\nb\0'):
+        assert GI.parse_shim_stream(broken) == (None, None)

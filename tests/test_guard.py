@@ -815,13 +815,20 @@ def run_guard_with_stdin(repo: Path, stdin: bytes) -> subprocess.CompletedProces
                           cwd=repo, input=stdin, capture_output=True)
 
 
-def test_shim_diff_that_failed_or_was_cut_short_is_run_again(inited_repo):
-    """The shim pipes git's diff with its exit status; a failed or truncated
-    stream is never read as "nothing staged": the guard runs the diff itself."""
-    from git_ckpt.git_index import STAGED_TRAILER
+def test_shim_git_calls_that_failed_or_were_cut_short_are_run_again(inited_repo):
+    """The shim pipes git's config and diff with their exit statuses; a failed
+    or truncated stream is never read as "nothing staged" (or "no config"):
+    the guard runs that git call itself.  The last stream claims nothing is
+    staged but that the config failed: the config is read again, and the
+    claim is believed, so it is the one stream here that passes."""
+    config = b'git-ckpt-config-exit 1\0'
     stage(inited_repo, 'out/checkpoint-7/optimizer.pt')
-    for stream in (STAGED_TRAILER + b'128\0', b'', b':000000 100644 00'):
+    for stream in (config + b'git-ckpt-diff-exit 128\0', config, b'', config + b':000000 100644 00',
+                   b'git-ckpt-config-exit 128\0git-ckpt-diff-exit 0\0'):
         proc = run_guard_with_stdin(inited_repo, stream)
+        if stream.startswith(b'git-ckpt-config-exit 128'):
+            assert proc.returncode == 0, proc.stderr
+            continue
         assert proc.returncode == 1 and b'out/checkpoint-7/' in proc.stderr, proc.stderr
         assert b'Traceback' not in proc.stderr
 
