@@ -94,16 +94,16 @@ def start_maybe_over(oids, objects_dir: str | os.PathLike[str], limit: int):
     """loose_objects_maybe_over, started now; call the result for the answer.
 
     Thousands of oids (the first commit of a project) are split with one
-    forked child on a machine with two cores or more: it stats its half
-    while this process goes on with other work, then with its own half when
-    the answer is asked for.  The stats are the guard's largest cost, and a
-    fork costs about a millisecond.  Whether a core is idle right now is not
-    asked: kernel threads make that answer noisy, and a busy core costs the
-    split ~1.5 ms where an idle one saves ~5 ms (5,000 stats)."""
+    forked child when a core is free (workers.worker_count): it stats its
+    half while this process goes on with other work, then with its own half
+    when the answer is asked for.  The stats are the guard's largest cost,
+    and a fork costs about a millisecond; on a busy machine the child waits
+    for a core and this process for the child (measured: ~5 ms saved on two
+    idle cores, up to ~10 ms lost on two busy ones)."""
     oids = list(oids)
     if len(oids) >= C.GUARD_FORK_MIN_OBJECTS:
-        from git_ckpt.workers import cpus, max_workers, may_fork
-        if min(cpus(), max_workers()) >= 2 and may_fork():
+        from git_ckpt.workers import worker_count
+        if worker_count(2) >= 2:
             half = len(oids) // 2
             return _start_split(oids[:half], oids[half:], objects_dir, limit)
     return lambda: _maybe_over(oids, objects_dir, limit)
