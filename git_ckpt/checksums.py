@@ -11,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import stat
 import threading
 from pathlib import Path
-from typing import NamedTuple
-
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
 from git_ckpt.safe_delete import DIR_FLAGS, remove_tree
 
 MANIFEST = C.TRANSFER_MANIFEST_NAME
@@ -36,9 +34,8 @@ WRITEBACK = hasattr(os, 'posix_fadvise')   # Linux; elsewhere the fsync does it 
 PIPELINE: bool | None = None
 
 
-class Problem(NamedTuple):
-    path: str
-    reason: str
+class Problem(record('Problem', 'path reason')):
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f'{self.path} ({self.reason})'
@@ -166,6 +163,7 @@ def _copy_inline(src_fd: int, dest_fd: int, back_fd: int, dest: Path, advance):
 
 
 def _copy_pipelined(src_fd: int, dest_fd: int, back_fd: int, dest: Path, advance):
+    import queue  # only here: most copies run inline, two files at once
     digest = hashlib.sha256()
     free: queue.SimpleQueue = queue.SimpleQueue()   # buffers the reader may fill
     full: queue.SimpleQueue = queue.SimpleQueue()   # (buffer, length, error) to write

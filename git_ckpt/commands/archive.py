@@ -5,7 +5,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from git_ckpt import archive, inventory, targets, transfer, worktree
+from git_ckpt import archive, targets, transfer, worktree
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
@@ -55,7 +55,8 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
         how = ('rename: same filesystem, nothing copied' if rename else
                f'{"pack" if fmt == "tar.zst" else "copy"} and verify'
                f'{", then delete the source" if delete_source else ", source kept"}')
-        info(f'would archive {src} ({human_size(inventory.dir_size(src))}) -> {dest}  ({how})')
+        from git_ckpt.disk_usage import dir_size
+        info(f'would archive {src} ({human_size(dir_size(src))}) -> {dest}  ({how})')
         return None
     meta = {'kind': 'run' if run else 'worktree', 'run': run, 'worktree': manifest.get('worktree'),
             'worktree_id': manifest.get('worktree_id'), 'branch': manifest.get('branch'),
