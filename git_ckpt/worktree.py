@@ -262,10 +262,10 @@ def locate(
     return Location(root, root_real, project_dir, scratch_dir, worktree)
 
 
-def locate_current(*, project_name: str | None = None) -> Location:
-    """locate(current_worktree()), the git config read overlapping rev-parse:
-    setup()'s two git processes run at once.  (In a subdirectory git reads
-    the same config as at the top: same repository, same worktree.)"""
+def current_with_settings() -> tuple[Worktree, Settings]:
+    """(current_worktree(), its ckpt.* settings), the git config read
+    overlapping rev-parse: two git processes at once.  (In a subdirectory git
+    reads the same config as at the top: same repository, same worktree.)"""
     read_config = git.start_config_get_all()
     try:
         wt = current_worktree()
@@ -275,7 +275,13 @@ def locate_current(*, project_name: str | None = None) -> Location:
         except GitCkptError:
             pass
         raise
-    return locate(wt, settings=Settings(tuple(read_config())), project_name=project_name)
+    return wt, Settings(tuple(read_config()))
+
+
+def locate_current(*, project_name: str | None = None) -> Location:
+    """locate(current_worktree()) with setup()'s two git processes at once."""
+    wt, settings = current_with_settings()
+    return locate(wt, settings=settings, project_name=project_name)
 
 
 def create_scratch_dir(location: Location) -> bool:

@@ -115,8 +115,7 @@ def _manifest_under_lock(scratch_dir: Path) -> dict | None:
 
 def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, run: str | None,
                     fmt: str, delete_source: bool, dry_run: bool, cli_root: str | None) -> int:
-    here = worktree.current_worktree()
-    settings = load_settings(here.top)
+    here, settings = worktree.current_with_settings()
     if orphans and (worktree_arg or run):
         raise GitCkptError('--orphans archives every orphaned scratch dir; it takes no WORKTREE or --run',
                            'drop WORKTREE/--run, or drop --orphans')
