@@ -95,8 +95,11 @@ def _run_fast(command: str, kwargs: dict) -> int:
             from git_ckpt.commands.path import path
             return path(**kwargs)
         if command == 'archive':
+            # git's two calls run while the copy engine is being imported.
+            from git_ckpt.worktree import start_current_with_settings
+            started = start_current_with_settings()
             from git_ckpt.commands.archive import archive_command
-            return archive_command(**kwargs)
+            return archive_command(**kwargs, started=started)
         from git_ckpt.commands.status import status
         return status(**kwargs)
     except (EOFError, KeyboardInterrupt):

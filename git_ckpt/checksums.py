@@ -275,20 +275,20 @@ def verify(tree: str | os.PathLike[str]) -> list[Problem]:
         return unsafe
     problems = []
     seen: dict[tuple[int, int], str] = {}
-    for rel, record in sorted(data['files'].items()):
+    for rel, entry in sorted(data['files'].items()):
         path = tree / rel
         try:
             st = os.lstat(path)
             key = (st.st_dev, st.st_ino)
         except OSError:
             key = None
-        if key in seen and seen[key] == record.get('sha256'):
+        if key in seen and seen[key] == entry.get('sha256'):
             continue  # a hard link to a file already verified
-        reason = check_file(path, record.get('sha256'), record.get('size', -1))
+        reason = check_file(path, entry.get('sha256'), entry.get('size', -1))
         if reason:
             problems.append(Problem(rel, reason))
         elif key:
-            seen[key] = record.get('sha256')
+            seen[key] = entry.get('sha256')
     for rel, target in sorted(data.get('symlinks', {}).items()):
         try:
             actual = os.readlink(tree / rel)

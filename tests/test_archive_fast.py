@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import add_worktree, ckpt, git, run, scratch_path, tree_digest
+from conftest import add_worktree, git, run, scratch_path, tree_digest
 
 from git_ckpt import transfer
 from git_ckpt.__main__ import ARCHIVE_FLAGS, ARCHIVE_OPTIONS, parse_archive_args
@@ -207,6 +207,11 @@ def test_bad_input_same_as_click(exp1, inited_repo, tmp_path, tmpfs_mount):
         code, out, err = same_as_click(wt, args, args)
         assert code == 1 and out == '' and len(err.splitlines()) == 1, (args, err)
         assert err.startswith('git-ckpt: error: ') and message in err, (args, err)
+    # Outside any repository: git's answer, started before the engine loads, is the error.
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    code, out, err = same_as_click(outside, [], [])
+    assert code == 1 and err.startswith(f'git-ckpt: error: {outside} is not inside a git repository; ')
     assert tree_digest(scratch) == before
     assert os.listdir(read_only) == []
 

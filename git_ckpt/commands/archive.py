@@ -11,8 +11,12 @@ from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
 from git_ckpt.scratch import ensure_private_dir, is_managed, read_manifest
-from git_ckpt.settings import load_settings
+from git_ckpt.settings import Settings, load_settings
 from git_ckpt.state import root_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _run_dir(scratch_dir: Path, run: str) -> Path:
@@ -114,8 +118,11 @@ def _manifest_under_lock(scratch_dir: Path) -> dict | None:
 
 
 def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, run: str | None,
-                    fmt: str, delete_source: bool, dry_run: bool, cli_root: str | None) -> int:
-    here, settings = worktree.current_with_settings()
+                    fmt: str, delete_source: bool, dry_run: bool, cli_root: str | None,
+                    started: Callable[[], tuple[worktree.Worktree, Settings]] | None = None) -> int:
+    """`started`: worktree.start_current_with_settings() called by a caller
+    that started git early (the fast path in __main__); None: asked here."""
+    here, settings = (started or worktree.current_with_settings)()
     if orphans and (worktree_arg or run):
         raise GitCkptError('--orphans archives every orphaned scratch dir; it takes no WORKTREE or --run',
                            'drop WORKTREE/--run, or drop --orphans')
