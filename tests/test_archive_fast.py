@@ -55,7 +55,7 @@ def same_as_click(cwd: Path, fast_args: list, click_args: list, between=None,
                   replace: tuple[str, str] | None = None) -> tuple[int, str, str]:
     """Run the fast path, `between()`, then click; assert both gave the same
     result (with `replace` applied to click's output: its own --to dir) and
-    that only the second imported click.  Returns the fast path's result."""
+    that the first did not import click.  Returns the fast path's result."""
     code, out, err, clicked = via_fast_path(*fast_args, cwd=cwd)
     assert not clicked, 'the fast path imported click'
     if between:
