@@ -26,6 +26,7 @@ BUF_SIZE = 4 << 20
 # writer.  Small enough to stay mostly in cache, large enough that a sha256
 # update releases the GIL and per-call overhead vanishes.
 COPY_BUF_SIZE = 1 << 20
+MIN_BUF_SIZE = 64 << 10   # the smallest block (a small file's; see _block_size)
 COPY_BUFFERS = 4
 # Written blocks are handed to writeback every WRITEBACK_STEP bytes, so the
 # disk works while the copy goes on and the final fsync waits for a tail only.
@@ -122,13 +123,14 @@ def copy_file(src: Path, dest: Path, advance, pipeline: bool | None = None) -> s
         try:
             back_fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW)
             try:
-                big = os.fstat(src_fd).st_size > COPY_BUFFERS * COPY_BUF_SIZE
+                size = os.fstat(src_fd).st_size
+                big = size > COPY_BUFFERS * COPY_BUF_SIZE
                 if pipeline is None:
                     pipeline = PIPELINE if PIPELINE is not None else _spare_cpu()
                 if big and pipeline:
                     digest = _copy_pipelined(src_fd, dest_fd, back_fd, dest, advance)
                 else:
-                    digest = _copy_inline(src_fd, dest_fd, back_fd, dest, advance)
+                    digest = _copy_inline(src_fd, dest_fd, back_fd, dest, advance, size)
             finally:
                 os.close(back_fd)
             os.fsync(dest_fd)
@@ -151,22 +153,17 @@ def _spare_cpu() -> bool:
     return cpus >= 2 and load <= cpus - 1
 
 
-_thread_buffers = threading.local()
+def _block_size(size: int) -> int:
+    """COPY_BUF_SIZE, or less for a small file: a zeroed pair of 1 MiB
+    buffers costs ~1 ms (page faults), 50x the copy of a 1K file.  A file
+    that grew since it was measured is still read to its end, block by block."""
+    return min(COPY_BUF_SIZE, max(size, MIN_BUF_SIZE))
 
 
-def _copy_buffers() -> tuple[bytearray, bytearray]:
-    """This thread's (block, read-back) buffers, made once and reused for
-    every file: a fresh zeroed pair cost ~1 ms (page faults), more than the
-    copy of a small file.  Only the first n bytes of either are ever used."""
-    pair = getattr(_thread_buffers, 'pair', None)
-    if pair is None:
-        pair = _thread_buffers.pair = (bytearray(COPY_BUF_SIZE), bytearray(COPY_BUF_SIZE))
-    return pair
-
-
-def _copy_inline(src_fd: int, dest_fd: int, back_fd: int, dest: Path, advance):
+def _copy_inline(src_fd: int, dest_fd: int, back_fd: int, dest: Path, advance, size: int):
     digest = hashlib.sha256()
-    buf, back = _copy_buffers()
+    block = _block_size(size)
+    buf, back = bytearray(block), bytearray(block)
     offset = 0
     while n := os.readv(src_fd, [buf]):
         digest.update(memoryview(buf)[:n])
