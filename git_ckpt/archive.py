@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt import transfer
 from git_ckpt.checksums import check_file, walk_names
 from git_ckpt.errors import GitCkptError
+from git_ckpt.records import record
 from git_ckpt.safe_delete import DIR_FLAGS, open_managed_dir, remove_tree, rmtree_at, unlink_within
 from git_ckpt.scratch import ensure_private_dir, ensure_standalone_dir
 from git_ckpt.settings import Settings
@@ -98,15 +98,9 @@ def _partial_source(partial: Path, fmt: str) -> str | None:
     return transfer.partial_source(partial)
 
 
-class Archived(NamedTuple):
-    source: Path
-    dest: Path
-    method: str     # 'rename', 'copy' or 'tar.zst'
-    files: int
-    bytes: int
-    resumed: int
-    source_left: list[str]
-    source_gone: bool
+class Archived(record('Archived', 'source dest method files bytes resumed source_left source_gone')):
+    """method: 'rename', 'copy' or 'tar.zst'."""
+    __slots__ = ()
 
 
 def make_archive(src: Path, dest: Path, *, fmt: str, delete_source: bool, meta: dict,

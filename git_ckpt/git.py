@@ -111,8 +111,17 @@ _REPO_PATHS_ARGS = ('rev-parse', '--path-format=absolute', '--is-bare-repository
 
 def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     """Locate the repository around `cwd` with one git call."""
+    return start_repo_paths(cwd)()
+
+
+def start_repo_paths(cwd: str | os.PathLike[str] | None = None) -> Callable[[], RepoPaths]:
+    """repo_paths(cwd), its git started now; call the result (once) to wait for it."""
+    wait = start_git(*_REPO_PATHS_ARGS, cwd=cwd, check=False)
+    return lambda: _repo_paths(wait(), cwd)
+
+
+def _repo_paths(proc: GitResult, cwd: str | os.PathLike[str] | None) -> RepoPaths:
     from pathlib import Path
-    proc = run_git(*_REPO_PATHS_ARGS, cwd=cwd, check=False)
     if proc.returncode != 0:
         where = os.fspath(cwd) if cwd is not None else os.getcwd()
         if 'must be run in a work tree' in proc.stderr:

@@ -8,27 +8,26 @@ whom it is waiting for.  Standard library only.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import json
 import os
-import socket
 import stat
 import time
 from pathlib import Path
-from typing import Iterator, NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
-from git_ckpt.scratch import check_owned_file
+from git_ckpt.records import record
+from git_ckpt.scratch import check_owned_file, local_now_iso
 from git_ckpt.state import state_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from typing import Iterator
 
-class Holder(NamedTuple):
-    pid: int | None
-    command: str
-    host: str
-    started: str
+
+class Holder(record('Holder', 'pid command host started')):
+    __slots__ = ()
 
     def describe(self) -> str:
         return f'`git ckpt {self.command}` (pid {self.pid} on {self.host}, started {self.started})'
@@ -66,8 +65,9 @@ def scratch_lock(scratch_dir: Path, command: str, *, wait: bool = False,
     try:
         _check_opened(fd, path)
         _acquire(fd, path, scratch_dir, wait, timeout)
-        info = {'pid': os.getpid(), 'command': command, 'host': socket.gethostname(),
-                'started': datetime.datetime.now().astimezone().replace(microsecond=0).isoformat()}
+        # uname's nodename is what socket.gethostname() returns (without importing socket).
+        info = {'pid': os.getpid(), 'command': command, 'host': os.uname().nodename,
+                'started': local_now_iso()}
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode() + b'\n', 0)

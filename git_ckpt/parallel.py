@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable, Sequence
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 # Threads that copy files side by side (at most; see plan_workers).
 MAX_WORKERS = 2

@@ -14,7 +14,9 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
-from typing import Callable
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from typing import Callable
 
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError

@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from pathlib import Path
 
-# json and datetime are imported where they are used: setup() reads its
-# manifests on every call but rarely writes one, and each import is ~1 ms of
-# the start-up budget of a training script.
+# json is imported where it is used, and datetime not at all (see now_iso):
+# setup() reads its manifests on every call but rarely writes one, and each
+# import is ~1 ms of the start-up budget of a training script.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Any
@@ -173,8 +174,16 @@ def check_owned_dir(path: Path, st: os.stat_result | None = None) -> None:
 
 
 def now_iso() -> str:
-    import datetime
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    """Now in UTC to the second, as datetime's isoformat() writes it
+    ('2026-11-28T21:00:00+00:00'), without importing datetime."""
+    return time.strftime('%Y-%m-%dT%H:%M:%S+00:00', time.gmtime())
+
+
+def local_now_iso() -> str:
+    """Now in local time to the second with its UTC offset, as
+    datetime.now().astimezone().isoformat() writes it."""
+    text = time.strftime('%Y-%m-%dT%H:%M:%S%z')
+    return f'{text[:-2]}:{text[-2:]}'
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-from git_ckpt import git, inventory, worktree
+from git_ckpt import git, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import human_size
+from git_ckpt.records import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from git_ckpt import inventory  # for annotations; `archive` needs none of it
 
 
 def resolve_worktree(arg: str | None, here: worktree.Worktree) -> worktree.Worktree:
@@ -50,9 +54,8 @@ def _other_repository(path: Path) -> Path | None:
         return None
 
 
-class Orphan(NamedTuple):
-    scratch_dir: Path
-    manifest: dict
+class Orphan(record('Orphan', 'scratch_dir manifest')):
+    __slots__ = ()
 
 
 def orphans(project_dir: Path, common_dir: Path) -> list[Orphan]:

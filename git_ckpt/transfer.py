@@ -24,7 +24,6 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import NamedTuple
 
 from git_ckpt import constants as C
 from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_file,  # noqa: F401
@@ -33,6 +32,7 @@ from git_ckpt.checksums import (BUF_SIZE, MANIFEST, Problem, check_file, copy_fi
 from git_ckpt.errors import GitCkptError
 from git_ckpt.parallel import run_parallel
 from git_ckpt.progress import byte_progress
+from git_ckpt.records import record
 from git_ckpt.safe_delete import remove_tree
 from git_ckpt.scratch import check_owned_dir, now_iso
 
@@ -41,23 +41,17 @@ PARTIAL = C.PARTIAL_SUFFIX
 RESERVED = (MANIFEST, JOURNAL)
 
 
-class Entry(NamedTuple):
-    rel: str
-    kind: str            # 'file', 'link' or 'dir'
-    size: int
-    mode: int
-    mtime_ns: int
-    target: str | None   # a link's target
-    inode: tuple[int, int] | None  # (dev, ino) of a file with several hard links
+class Entry(record('Entry', 'rel kind size mode mtime_ns target inode')):
+    """rel: path below the source; kind: 'file', 'link' or 'dir'; target: a
+    link's target; inode: (dev, ino) of a file with several hard links."""
+    __slots__ = ()
 
 
-class Result(NamedTuple):
-    dest: Path
-    method: str          # 'rename' or 'copy'
-    files: int
-    bytes: int
-    resumed: int         # files a rerun found already copied and verified
-    source_left: list[str]  # source paths not deleted (changed since the copy, or special files)
+class Result(record('Result', 'dest method files bytes resumed source_left')):
+    """method: 'rename' or 'copy'; resumed: files a rerun found already
+    copied and verified; source_left: source paths not deleted (changed since
+    the copy, or special files)."""
+    __slots__ = ()
 
 
 def scan(src: Path, skip: tuple[str, ...] = ()) -> tuple[list[Entry], list[str]]:

@@ -26,6 +26,10 @@ from git_ckpt.scratch import (
 )
 from git_ckpt.settings import Settings, load_settings, resolve_root, validate_name
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class Worktree(record('Worktree', 'top git_dir common_dir')):
     """top: the worktree's top-level directory; git_dir: its admin dir;
@@ -38,7 +42,10 @@ class Worktree(record('Worktree', 'top git_dir common_dir')):
 
 
 def current_worktree(cwd: str | os.PathLike[str] | None = None) -> Worktree:
-    paths = git.repo_paths(cwd)
+    return _worktree_of(git.repo_paths(cwd))
+
+
+def _worktree_of(paths: git.RepoPaths) -> Worktree:
     if paths.top is None:
         raise GitCkptError(
             f'{paths.common_dir} is a bare repository (no worktree, so no scratch dir)',
@@ -262,20 +269,37 @@ def locate(
     return Location(root, root_real, project_dir, scratch_dir, worktree)
 
 
-def locate_current(*, project_name: str | None = None) -> Location:
-    """locate(current_worktree()), the git config read overlapping rev-parse:
-    setup()'s two git processes run at once.  (In a subdirectory git reads
-    the same config as at the top: same repository, same worktree.)"""
+def current_with_settings() -> tuple[Worktree, Settings]:
+    """(current_worktree(), its ckpt.* settings), the git config read
+    overlapping rev-parse: two git processes at once.  (In a subdirectory git
+    reads the same config as at the top: same repository, same worktree.)"""
+    return start_current_with_settings()()
+
+
+def start_current_with_settings() -> Callable[[], tuple[Worktree, Settings]]:
+    """current_with_settings(), its two git processes started now; call the
+    result (once) to wait for them.  The archive fast path starts them before
+    it imports the copy engine, so git runs while Python imports."""
+    read_paths = git.start_repo_paths()
     read_config = git.start_config_get_all()
-    try:
-        wt = current_worktree()
-    except BaseException:
+
+    def wait() -> tuple[Worktree, Settings]:
         try:
-            read_config()  # reap it; the rev-parse error is the one to report
-        except GitCkptError:
-            pass
-        raise
-    return locate(wt, settings=Settings(tuple(read_config())), project_name=project_name)
+            wt = _worktree_of(read_paths())
+        except BaseException:
+            try:
+                read_config()  # reap it; the rev-parse error is the one to report
+            except GitCkptError:
+                pass
+            raise
+        return wt, Settings(tuple(read_config()))
+    return wait
+
+
+def locate_current(*, project_name: str | None = None) -> Location:
+    """locate(current_worktree()) with setup()'s two git processes at once."""
+    wt, settings = current_with_settings()
+    return locate(wt, settings=settings, project_name=project_name)
 
 
 def create_scratch_dir(location: Location) -> bool:

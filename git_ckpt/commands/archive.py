@@ -5,14 +5,18 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from git_ckpt import archive, inventory, targets, transfer, worktree
+from git_ckpt import archive, targets, transfer, worktree
 from git_ckpt import constants as C
 from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
 from git_ckpt.output import human_size, info, warn
 from git_ckpt.scratch import ensure_private_dir, is_managed, read_manifest
-from git_ckpt.settings import load_settings
+from git_ckpt.settings import Settings, load_settings
 from git_ckpt.state import root_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see git.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _run_dir(scratch_dir: Path, run: str) -> Path:
@@ -55,7 +59,8 @@ def archive_one(src: Path, scratch_dir: Path, manifest: dict, *, run: str | None
         how = ('rename: same filesystem, nothing copied' if rename else
                f'{"pack" if fmt == "tar.zst" else "copy"} and verify'
                f'{", then delete the source" if delete_source else ", source kept"}')
-        info(f'would archive {src} ({human_size(inventory.dir_size(src))}) -> {dest}  ({how})')
+        from git_ckpt.disk_usage import dir_size
+        info(f'would archive {src} ({human_size(dir_size(src))}) -> {dest}  ({how})')
         return None
     meta = {'kind': 'run' if run else 'worktree', 'run': run, 'worktree': manifest.get('worktree'),
             'worktree_id': manifest.get('worktree_id'), 'branch': manifest.get('branch'),
@@ -113,9 +118,11 @@ def _manifest_under_lock(scratch_dir: Path) -> dict | None:
 
 
 def archive_command(*, worktree_arg: str | None, to: str | None, orphans: bool, run: str | None,
-                    fmt: str, delete_source: bool, dry_run: bool, cli_root: str | None) -> int:
-    here = worktree.current_worktree()
-    settings = load_settings(here.top)
+                    fmt: str, delete_source: bool, dry_run: bool, cli_root: str | None,
+                    started: Callable[[], tuple[worktree.Worktree, Settings]] | None = None) -> int:
+    """`started`: worktree.start_current_with_settings() called by a caller
+    that started git early (the fast path in __main__); None: asked here."""
+    here, settings = (started or worktree.current_with_settings)()
     if orphans and (worktree_arg or run):
         raise GitCkptError('--orphans archives every orphaned scratch dir; it takes no WORKTREE or --run',
                            'drop WORKTREE/--run, or drop --orphans')
