@@ -16,7 +16,6 @@ Standard library only.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 import time
@@ -24,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from git_ckpt import constants as C
+from git_ckpt import inventory_cold
 from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
 from git_ckpt.disk_usage import Tree, dir_size, is_network_fs, measure  # noqa: F401  (dir_size: API)
 from git_ckpt.inventory_cache import SizeCache
-
+from git_ckpt.inventory_cold import Measured
+from git_ckpt.inventory_names import child_path, parse_checkpoint_name, read_trainer_state  # noqa: F401
+from git_ckpt.inventory_names import work_dir as _work_dir
 
 
 @dataclass
@@ -89,78 +91,13 @@ class ScratchInventory:
         return any(not c.complete and now - c.mtime < grace for c in self.checkpoints)
 
 
-def parse_checkpoint_name(name: str) -> tuple[str, int | None] | None:
-    """('hf', step) / ('tmp', None) for HF checkpoint dir names, else None.
-    Raises ValueError for `checkpoint-<not a number>`."""
-    if name.startswith(C.TMP_CHECKPOINT_PREFIX):
-        return 'tmp', None
-    if name.startswith(C.CHECKPOINT_PREFIX):
-        suffix = name[len(C.CHECKPOINT_PREFIX):]
-        if not (suffix.isascii() and suffix.isdigit()):
-            raise ValueError(suffix)
-        return 'hf', int(suffix)
-    return None
-
-
-def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]:
-    """(state, None) or (None, why) for <name>/trainer_state.json under dir_fd."""
-    try:
-        fd = os.open(f'{name}/{C.TRAINER_STATE_NAME}', os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
-    chunks = []
-    try:
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    except OSError as exc:
-        return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
-    finally:
-        os.close(fd)
-    data = b''.join(chunks)
-    try:
-        # Decoding first skips json's encoding sniffing (measurable over thousands
-        # of checkpoints); anything else (BOM, UTF-16, whitespace) goes the sniffing way.
-        state = json.loads(data.decode('utf-8') if data[:1] == b'{' else data)
-    except ValueError:
-        return None, f'{C.TRAINER_STATE_NAME} is corrupt (not JSON)'
-    if not isinstance(state, dict):
-        return None, f'{C.TRAINER_STATE_NAME} is corrupt (not an object)'
-    return state, None
-
-
-def child_path(parent: Path, name: str) -> Path:
-    """`parent / name` for a name read from a directory (one component): the
-    shortcut Path.iterdir itself uses, which skips re-parsing the parent
-    (5x cheaper; it counts per checkpoint).  Plain `/` where it is missing."""
-    make = getattr(parent, '_make_child_relpath', None)
-    return make(name) if make is not None else parent / name
-
-
-def _work_dir(dir_fd: int, name: str) -> bool:
-    """A dir git-ckpt is working in: a restore's staging dir, a checkpoint being
-    deleted, a copy in progress (`.partial` with a transfer journal).  What is in
-    it is not a run: prune must never delete in it (after a kill, a staging dir
-    may hold the only copy of an archive)."""
-    if name.startswith((C.RESTORE_STAGING_PREFIX, C.PRUNE_TRASH_PREFIX)):
-        return True
-    if not name.endswith(C.PARTIAL_SUFFIX):
-        return False
-    try:
-        os.stat(f'{name}/{C.TRANSFER_JOURNAL_NAME}', dir_fd=dir_fd, follow_symlinks=False)
-        return True
-    except OSError:
-        return False
-
-
 SCAN_THREADS = 4  # parallel walkers for uncached checkpoints, on network filesystems only
 
 
 class _Scanner:
-    def __init__(self, scratch_dir: Path, cache: SizeCache | None) -> None:
+    def __init__(self, scratch_dir: Path, cache: SizeCache | None, measured: dict | None = None) -> None:
         self.scratch_dir = scratch_dir
+        self.measured = measured  # inventory_cold's {path: Measured}: taken (popped) instead of walking
         self.prefix = f'{os.fspath(scratch_dir).rstrip("/")}/'
         self.cache = cache
         self.seen: set[tuple[int, int]] = set()
@@ -353,27 +290,19 @@ class _Scanner:
         return ckpt, links
 
     def _measure_checkpoint(self, parent_fd, path, text, name, step, in_progress, kind, top):
-        tree = Tree()
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        except OSError as exc:
-            tree.errors.append(f'cannot read {path}: {exc.strerror}')
-            tree.size = top.st_blocks * 512
-            tree.mtime = top.st_mtime
-            fd = None
-        if fd is not None:
-            try:
-                measure(fd, text, '.', top, tree, set())
-            finally:
-                os.close(fd)
-        state_error = best = None
-        has_state = C.TRAINER_STATE_NAME in tree.top_names
-        if kind == 'hf' and has_state:
-            state, state_error = read_trainer_state(parent_fd, name)
-            if state is not None:
-                best = state.get('best_model_checkpoint')
-                best = best if isinstance(best, str) else None
-        complete = has_state if kind == 'hf' else bool(tree.top_names)
+        measured = self.measured.pop(text, None) if self.measured else None
+        if measured is not None and measured.tree.dirs[0][1:] == [top.st_ino, top.st_mtime_ns, top.st_ctime_ns]:
+            tree = measured.tree  # find's, of this very dir (see inventory_cold)
+            state = measured.state or read_trainer_state(parent_fd, name) if kind == 'hf' else (None, None)
+            has_state = state != (None, None)  # (None, None): there is no trainer_state.json
+        else:
+            tree = self._walk_checkpoint(parent_fd, path, text, name, top)
+            has_state = C.TRAINER_STATE_NAME in tree.top_names
+            state = read_trainer_state(parent_fd, name) if kind == 'hf' and has_state else (None, None)
+        best = state[0].get('best_model_checkpoint') if state[0] is not None else None
+        best = best if isinstance(best, str) else None
+        state_error = state[1]
+        complete = has_state if kind == 'hf' else tree.has_entries
         error = '; '.join(tree.errors) or None
         self.problems.extend(tree.errors)
         ckpt = Checkpoint(path, name, step, tree.size, tree.mtime, complete, in_progress, kind,
@@ -383,6 +312,22 @@ class _Scanner:
         # mtime, so a cached verdict would stick.  Re-read it on every scan.
         cacheable = complete and not in_progress and error is None and state_error is None
         return ckpt, tree.links, cacheable, tree.dirs
+
+    @staticmethod
+    def _walk_checkpoint(parent_fd: int, path: Path, text: str, name: str, top: os.stat_result) -> Tree:
+        tree = Tree()
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            tree.errors.append(f'cannot read {path}: {exc.strerror}')
+            tree.size = top.st_blocks * 512
+            tree.mtime = top.st_mtime
+            return tree
+        try:
+            measure(fd, text, '.', top, tree, set())
+        finally:
+            os.close(fd)
+        return tree
 
     def _pick_best(self, run: Run) -> None:
         """best_model_checkpoint of the most recently written complete checkpoint,
@@ -403,9 +348,12 @@ class _Scanner:
                                  f'{C.TRAINER_STATE_NAME}) is not there any more')
 
 
-def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInventory:
+def scan(scratch_dir: Path, cache: SizeCache | bool | None = None,
+         measured: dict[str, Measured] | None = None) -> ScratchInventory:
     """Inventory of one scratch dir.  `cache`: None for the scratch root's size
-    cache, False for none, or a SizeCache.  Never raises for what it finds."""
+    cache, False for none, or a SizeCache.  `measured`: inventory_cold.measure's
+    answer covering this dir; None: measured here if the dir is cold.  Never
+    raises for what it finds."""
     scratch_dir = Path(os.path.abspath(scratch_dir))
     inv = ScratchInventory(scratch_dir)
     try:
@@ -421,7 +369,9 @@ def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInv
         return inv
     if cache is None:
         cache = SizeCache.for_scratch_dir(scratch_dir)
-    scanner = _Scanner(scratch_dir, cache or None)
+    if measured is None:
+        measured = inventory_cold.measure([(scratch_dir, cache or None)])
+    scanner = _Scanner(scratch_dir, cache or None, measured)
     if scanner.cache is not None:
         scanner.cache.load()  # before any worker thread looks things up
     try:

@@ -65,6 +65,12 @@ class SizeCache:
         else:
             self._dirty = True
 
+    def is_cold(self) -> bool:
+        """Nothing cached: no cache file (when not loaded yet), or none loaded."""
+        if self._loaded or self.path is None:
+            return not self._entries
+        return not os.path.exists(self.path)
+
     def lookup(self, rel: str, parent_fd: int, name: str, top: os.stat_result) -> dict[str, Any] | None:
         """The cached measurement of checkpoint `rel` if its key still holds.
 

@@ -12,7 +12,8 @@ import os
 import pickle
 from pathlib import Path, PosixPath
 
-from git_ckpt import inventory, workers
+from git_ckpt import inventory, inventory_cold, workers
+from git_ckpt.inventory_cache import SizeCache
 
 
 class _PathPickler(pickle.Pickler):
@@ -41,6 +42,12 @@ def _scan(scratch_dir: Path) -> inventory.ScratchInventory:
 
 def scan_many(scratch_dirs: list[Path]) -> list[inventory.ScratchInventory]:
     """inventory.scan of every dir (default size cache), in order; the same
-    result as scanning them one after another."""
+    result as scanning them one after another.  Cold dirs are measured by
+    find first, all at once (inventory_cold); else the dirs are dealt out to
+    forked workers."""
     dirs = list(scratch_dirs)
+    caches = [(d, SizeCache.for_scratch_dir(d)) for d in dirs]
+    measured = inventory_cold.measure(caches)
+    if measured:
+        return [inventory.scan(d, cache=cache, measured=measured) for d, cache in caches]
     return workers.forked_map(_scan, dirs, workers.worker_count(len(dirs)), pickler=_PathPickler)

@@ -1,0 +1,199 @@
+"""Measuring many checkpoint dirs with GNU find: the per-file walk in C.
+
+A cold inventory lstat's every file.  The system call costs the same from C
+or Python, but in `find` processes the walk runs beside the Python process
+(on N free cores, N finds walk a share each while Python reads the
+trainer_state.json files), and nothing has to be pickled back, as it had to
+be from forked Python workers.
+
+find prints, per checkpoint (a start point), one record per directory (inode,
+mtime, ctime: the cache key, taken by find's lstat of the directory *before*
+it reads it, so an entry added during the walk changes a key recorded
+earlier), one per file with several links (device, inode, blocks: counted
+once per checkpoint and listed for the scan-wide count, as disk_usage.measure
+does), and `blocks mtime` for every other entry,
+which Python sums with C-level string operations.  -P (the default): no
+symlink is followed, a start point included; allocated blocks, like `du`.
+
+Whatever find did not measure cleanly is left out of the result, and the
+caller walks it in Python, so the messages about unreadable parts stay
+git-ckpt's own: find missing or not GNU (BusyBox and BSD find have no
+-printf), an error naming a path (unreadable, vanished), a start point that
+is no longer a directory, a timestamp in a format not expected.
+Standard library only.
+"""
+from __future__ import annotations
+
+import os
+
+from git_ckpt import spawn
+from git_ckpt.disk_usage import Tree
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# One record per entry, each ending in NUL (names may hold newlines).
+EXPRESSION = [
+    '(', '-type', 'd', '-printf', r'D %d %i %T@ %C@ %b %p\0', ')', '-o',
+    '(', '-links', '+1', '-printf', r'L %D %i %b %T@\0', ')', '-o',
+    '-printf', r'%b %T@\0',
+]
+ARGV_BYTES = 128 * 1024     # start points per find process, well under ARG_MAX
+PIPE_SIZE = 1 << 20         # find keeps walking while Python reads trainer states
+_START = b'\0D 0 '          # begins a start point's records: nothing else can
+
+
+def start(paths: list[str], processes: int) -> Callable[[], dict[str, Tree]]:
+    """Start find over the checkpoint dirs `paths` (absolute, directories) in
+    up to `processes` processes; returns the function that waits and returns
+    {path: Tree} of the ones measured cleanly (empty when find cannot run)."""
+    batches = _batches(paths, max(1, processes))
+    env = dict(os.environ, LC_ALL='C')
+    try:
+        collect = spawn.start_all([['find', *batch, *EXPRESSION] for batch in batches[:processes]], env,
+                                  pipe_size=PIPE_SIZE)
+    except OSError:  # no find on PATH, or no pipes
+        return dict
+
+    def finish() -> dict[str, Tree]:
+        trees: dict[str, Tree] = {}
+        done = collect()
+        for i in range(processes, len(batches), processes):  # more than the argvs held: the rest now
+            try:
+                done.extend(spawn.start_all([['find', *batch, *EXPRESSION] for batch in batches[i:i + processes]],
+                                            env, pipe_size=PIPE_SIZE)())
+            except OSError:
+                break
+        for batch, (code, out, err) in zip(batches, done):
+            measured = parse(out, batch)
+            for path in _failed(code, err, batch):
+                measured.pop(path, None)
+            trees.update(measured)
+        return trees
+    return finish
+
+
+def _batches(paths: list[str], processes: int) -> list[list[str]]:
+    """`paths` in `processes` even shares, each split further to fit an argv."""
+    per = -(-len(paths) // processes) if paths else 0
+    batches = []
+    for i in range(0, len(paths), per or 1):
+        batch, size = [], 0
+        for path in paths[i:i + per]:
+            if batch and size + len(path) + 1 > ARGV_BYTES:
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append(path)
+            size += len(path) + 1
+        batches.append(batch)
+    return [b for b in batches if b]
+
+
+def _failed(code: int, err: bytes, batch: list[str]) -> list[str]:
+    """The start points an unsuccessful find may have measured wrongly: the
+    ones its messages name (`find: '<path>': <why>`), else all of them."""
+    if code == 0:
+        return []
+    tops = set(batch)
+    failed = []
+    for line in err.splitlines():
+        head, sep, _ = line.rpartition(b"': ")
+        if not (sep and head.startswith(b"find: '")):
+            return batch
+        path = os.fsdecode(head[len(b"find: '"):])
+        while path not in tops and '/' in path.strip('/'):
+            path = path.rsplit('/', 1)[0]
+        if path not in tops:
+            return batch
+        failed.append(path)
+    return failed or batch
+
+
+def parse(out: bytes, batch: list[str]) -> dict[str, Tree]:
+    """{start point: Tree} from find's records for `batch` (in order).  A start
+    point without its own `D 0` record (it vanished, or is not a directory
+    any more) may have had its records appended to the one before: both are
+    left out."""
+    trees: dict[str, Tree] = {}
+    chunks = (b'\0' + out).split(_START)[1:]
+    expected = iter(batch)
+    previous = None
+    for chunk in chunks:
+        body_at = chunk.find(b'\0') + 1
+        head = chunk[:body_at - 1 if body_at else len(chunk)].split(b' ', 4)
+        if len(head) != 5:
+            return trees
+        path = head[4].decode('utf-8', 'surrogateescape')  # os.fsdecode, without its Python frames
+        for want in expected:
+            if want == path:
+                break
+            trees.pop(previous, None)  # `want` printed no D 0: its records went to `previous`
+            previous = None
+        else:
+            return trees  # find printed a start point it was not given
+        tree = _tree(head, chunk, body_at or len(chunk), len(head[4]))
+        if tree is not None:
+            trees[path] = tree
+        previous = path
+    if next(expected, None) is not None:
+        trees.pop(previous, None)
+    return trees
+
+
+def _tree(head: list[bytes], chunk: bytes, body_at: int, top_len: int) -> Tree | None:
+    """One checkpoint's Tree from its D 0 fields and the rest of its records."""
+    tree = Tree()
+    try:
+        tree.dirs.append(['.', int(head[0]), _ns(head[1]), _ns(head[2])])
+        blocks = int(head[3])
+        stamps = [head[1]]
+        if b'\0D ' in chunk or b'\0L ' in chunk:  # subdirs or hard links: record by record
+            records = chunk[body_at:].split(b'\0')
+            plain = [r for r in records if r[:1] not in b'DL']
+            seen = set()
+            for record in records:
+                if record[:1] == b'D':
+                    _, _, ino, mtime, ctime, size, path = record.split(b' ', 6)
+                    tree.dirs.append([os.fsdecode(path[top_len + 1:]), int(ino), _ns(mtime), _ns(ctime)])
+                    blocks += int(size)
+                    stamps.append(mtime)
+                elif record[:1] == b'L':
+                    _, dev, ino, size, mtime = record.split(b' ')
+                    stamps.append(mtime)
+                    if (dev, ino) not in seen:
+                        seen.add((dev, ino))
+                        tree.links.append([int(dev), int(ino), int(size) * 512])
+                        blocks += int(size)
+            fields = b' '.join(plain).split()
+        else:  # the common case: plain files only, summed without a Python loop
+            fields = chunk[body_at:].replace(b'\0', b' ').split()
+        blocks += sum(map(int, fields[0::2]))
+        stamps += fields[1::2]
+        newest = _newest(stamps)
+    except ValueError:  # a record not in the expected format: walk it in Python
+        return None
+    tree.size = blocks * 512
+    tree.mtime = newest
+    tree.has_entries = body_at < len(chunk.rstrip(b'\0'))
+    return tree
+
+
+def _ns(stamp: bytes) -> int:
+    """Nanoseconds of find's `%T@`: seconds, '.', 10 digits (the ns and a 0).
+    Anything else (an older find's format, a time before 1970) raises
+    ValueError, and the checkpoint is walked in Python."""
+    if stamp[-11:-10] != b'.' or not stamp[:1].isdigit():
+        raise ValueError(stamp)
+    return int(stamp[:-11] + stamp[-10:-1])
+
+
+def _newest(stamps: list[bytes]) -> float:
+    """The newest of `%T@` stamps, as the float os.stat's st_mtime would give
+    (seconds + ns * 1e-9).  Stamps of the same length compare as text."""
+    if len(set(map(len, stamps))) == 1:
+        newest = max(stamps)
+    else:
+        newest = max(stamps, key=lambda s: (s[:1] != b'-', len(s), s))
+    ns = _ns(newest)
+    return ns // 1_000_000_000 + (ns % 1_000_000_000) * 1e-9
