@@ -73,22 +73,31 @@ def checkpoint_dirs(scratch_dir: str) -> list[tuple[str, str, bool]]:
     return found
 
 
-def measure(caches: list[tuple[Path, SizeCache | None]]) -> dict[str, Measured]:
+def measure(caches: list[tuple[Path, SizeCache | None]], processes: int | None = None) -> dict[str, Measured]:
     """Measurements of the checkpoints of every cold scratch dir (nothing in
     its cache; None: no cache at all), by path text; {} when there are fewer
-    than MIN_CHECKPOINTS of them."""
-    pending: list[tuple[str, str, bool]] = []
-    network = False
-    for scratch_dir, cache in caches:
-        if cache is not None and not cache.is_cold():
-            continue
-        text = os.fspath(scratch_dir)
-        pending.extend(checkpoint_dirs(text))
-        network = network or is_network_fs(text)
+    than MIN_CHECKPOINTS of them.  `processes`: finds at once (None: one per
+    free core)."""
+    pending = [ckpt for found in cold_checkpoints(caches).values() for ckpt in found]
     if len(pending) < MIN_CHECKPOINTS:
         return {}
-    processes = workers.worker_count(len(pending), MIN_CHECKPOINTS)
-    if network:
+    return measure_checkpoints(pending, processes)
+
+
+def cold_checkpoints(caches: list[tuple[Path, SizeCache | None]]) -> dict[Path, list[tuple[str, str, bool]]]:
+    """checkpoint_dirs of every cold scratch dir in `caches`."""
+    return {scratch_dir: checkpoint_dirs(os.fspath(scratch_dir))
+            for scratch_dir, cache in caches if cache is None or cache.is_cold()}
+
+
+def measure_checkpoints(pending: list[tuple[str, str, bool]], processes: int | None = None) -> dict[str, Measured]:
+    """find_walk's measurements of `pending` (checkpoint_dirs' tuples), with
+    their trainer states read while find walks."""
+    if not pending:
+        return {}
+    if processes is None:
+        processes = workers.worker_count(len(pending), MIN_CHECKPOINTS)
+    if is_network_fs(pending[0][0]):
         processes = max(processes, NETWORK_PROCESSES)
     finish = find_walk.start([f'{parent}/{name}' for parent, name, _ in pending], processes)
     states = _read_states(pending)  # while find walks

@@ -42,12 +42,23 @@ def _scan(scratch_dir: Path) -> inventory.ScratchInventory:
 
 def scan_many(scratch_dirs: list[Path]) -> list[inventory.ScratchInventory]:
     """inventory.scan of every dir (default size cache), in order; the same
-    result as scanning them one after another.  Cold dirs are measured by
-    find first, all at once (inventory_cold); else the dirs are dealt out to
-    forked workers."""
+    result as scanning them one after another.  The dirs are dealt out to
+    forked workers; when enough checkpoints are cold, each process has its
+    share's measured by one find (inventory_cold) while it reads their
+    trainer states, and scans its share of dirs in one piece."""
     dirs = list(scratch_dirs)
+    count = workers.worker_count(len(dirs))
     caches = [(d, SizeCache.for_scratch_dir(d)) for d in dirs]
-    measured = inventory_cold.measure(caches)
-    if measured:
-        return [inventory.scan(d, cache=cache, measured=measured) for d, cache in caches]
-    return workers.forked_map(_scan, dirs, workers.worker_count(len(dirs)), pickler=_PathPickler)
+    cold = inventory_cold.cold_checkpoints(caches)
+    if sum(map(len, cold.values())) < inventory_cold.MIN_CHECKPOINTS:
+        return workers.forked_map(_scan, dirs, count, pickler=_PathPickler)
+
+    def scan_share(share: list[tuple[Path, SizeCache]]) -> list[inventory.ScratchInventory]:
+        pending = [ckpt for d, _ in share for ckpt in cold.get(d, ())]
+        measured = inventory_cold.measure_checkpoints(pending, processes=1)
+        return [inventory.scan(d, cache=cache, measured=measured) for d, cache in share]
+
+    per = -(-len(caches) // count)
+    shares = [caches[i:i + per] for i in range(0, len(caches), per)]
+    return [inv for share in workers.forked_map(scan_share, shares, len(shares), pickler=_PathPickler)
+            for inv in share]
