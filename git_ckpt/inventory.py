@@ -265,7 +265,8 @@ class _Scanner:
 
     def _measure_one(self, parent_fd: int, parent: Path, parent_text: str, name: str, step: int | None,
                      in_progress: bool, kind: str) -> tuple[Checkpoint | None, list]:
-        """One checkpoint, from the cache when its key holds; (ckpt, hard links)."""
+        """One checkpoint, from the cache when its key holds, else from find's
+        measurement of this very dir (inventory_cold), else walked; (ckpt, hard links)."""
         path = child_path(parent, name)
         text = f'{parent_text}/{name}'
         try:
@@ -274,25 +275,29 @@ class _Scanner:
             if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
             return None, []
+        measured = self.measured.pop(text, None) if self.measured else None
+        if measured is not None and measured.tree.dirs[0][1:] != [top.st_ino, top.st_mtime_ns, top.st_ctime_ns]:
+            measured = None  # replaced (an inode number may be reused) or changed since find looked: walk it
         rel = text[len(self.prefix):]  # path is under the scratch dir by construction
-        cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
+        cached = None
+        if self.cache and not in_progress and measured is None:  # find measures cold dirs only
+            cached = self.cache.lookup(rel, parent_fd, name, top)
         if cached is not None:
             ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
                               in_progress, kind, None, cached.get('state_error'), cached.get('best'),
                               top.st_ino)
             return ckpt, cached['links']
         ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, text, name, step,
-                                                                in_progress, kind, top)
+                                                                in_progress, kind, top, measured)
         if cacheable and self.cache is not None:
             self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
                                    'links': links, 'complete': ckpt.complete,
                                    'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
         return ckpt, links
 
-    def _measure_checkpoint(self, parent_fd, path, text, name, step, in_progress, kind, top):
-        measured = self.measured.pop(text, None) if self.measured else None
-        if measured is not None and measured.tree.dirs[0][1:] == [top.st_ino, top.st_mtime_ns, top.st_ctime_ns]:
-            tree = measured.tree  # find's, of this very dir (see inventory_cold)
+    def _measure_checkpoint(self, parent_fd, path, text, name, step, in_progress, kind, top, measured):
+        if measured is not None:
+            tree = measured.tree  # find's (see inventory_cold)
             state = measured.state or read_trainer_state(parent_fd, name) if kind == 'hf' else (None, None)
             has_state = state != (None, None)  # (None, None): there is no trainer_state.json
         else:

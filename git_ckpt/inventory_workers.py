@@ -36,8 +36,9 @@ class _PathPickler(pickle.Pickler):
         return inventory.child_path, (parent, obj.name)
 
 
-def _scan(scratch_dir: Path) -> inventory.ScratchInventory:
-    return inventory.scan(scratch_dir)  # looked up at call time (tests replace inventory.scan)
+def _scan(item: tuple[Path, SizeCache]) -> inventory.ScratchInventory:
+    scratch_dir, cache = item
+    return inventory.scan(scratch_dir, cache=cache)  # looked up at call time (tests replace inventory.scan)
 
 
 def scan_many(scratch_dirs: list[Path]) -> list[inventory.ScratchInventory]:
@@ -51,7 +52,7 @@ def scan_many(scratch_dirs: list[Path]) -> list[inventory.ScratchInventory]:
     caches = [(d, SizeCache.for_scratch_dir(d)) for d in dirs]
     cold = inventory_cold.cold_checkpoints(caches)
     if sum(map(len, cold.values())) < inventory_cold.MIN_CHECKPOINTS:
-        return workers.forked_map(_scan, dirs, count, pickler=_PathPickler)
+        return workers.forked_map(_scan, caches, count, pickler=_PathPickler)
 
     def scan_share(share: list[tuple[Path, SizeCache]]) -> list[inventory.ScratchInventory]:
         pending = [ckpt for d, _ in share for ckpt in cold.get(d, ())]

@@ -104,7 +104,7 @@ def _collect_many(procs: list[tuple[int, int, int]]) -> list[tuple[int, bytes, b
         remaining = len(chunks)
         while remaining:
             for fd, _ in poller.poll():
-                data = os.read(fd, 1 << 20)
+                data = os.read(fd, 65536)
                 if data:
                     chunks[fd].append(data)
                 else:

@@ -15,6 +15,7 @@ import pytest
 from conftest import make_checkpoint
 from git_ckpt import find_walk, inventory, inventory_cold, inventory_workers, workers
 from git_ckpt.disk_usage import DIR_FLAGS, Tree, measure
+from git_ckpt.inventory_cache import SizeCache
 
 pytestmark = pytest.mark.skipif(shutil.which('find') is None, reason='no find on PATH')
 
@@ -98,13 +99,28 @@ def test_scan_with_find_equals_scan_in_python(managed_scratch, tree, monkeypatch
     assert summary(many) == expected
 
 
-def test_a_changed_checkpoint_is_walked_in_python(managed_scratch, tree, monkeypatch):
+def test_a_change_after_find_is_measured_now_or_next_time(managed_scratch, tree, monkeypatch):
+    """find's lstat of each dir (the cache key) comes before it reads the dir:
+    a file added after find looked is in the next scan, never cached away; a
+    checkpoint dir changed at its top, or replaced, is walked again at once."""
     monkeypatch.setattr(inventory_cold, 'MIN_CHECKPOINTS', 1)
+    cache = SizeCache.for_scratch_dir(managed_scratch)
+    measured = inventory_cold.measure([(managed_scratch, cache)])
+    assert measured
+    (tree[0] / 'sub' / 'deeper' / 'new.bin').write_bytes(b'n' * 8192)  # below the top: its mtime holds
+    (tree[3] / 'new.bin').write_bytes(b'n' * 8192)                    # at the top
+    first = {c.path: c for c in inventory.scan(managed_scratch, cache=cache, measured=measured).checkpoints}
+    assert first[tree[3]].size == python_tree(tree[3]).size  # its top dir changed: walked again now
+    assert first[tree[0]].size < python_tree(tree[0]).size   # find's view of a moment ago...
+    [ckpt] = [c for c in inventory.scan(managed_scratch).checkpoints if c.path == tree[0]]
+    assert ckpt.size == python_tree(tree[0]).size            # ...under a key that no longer holds
+    # A checkpoint dir replaced after find looked (another inode) is walked right away.
     measured = inventory_cold.measure([(managed_scratch, None)])
-    (tree[0] / 'new.bin').write_bytes(b'n' * 8192)  # after find: the top dir's mtime moved
-    inv = inventory.scan(managed_scratch, cache=False, measured=measured)
-    [ckpt] = [c for c in inv.checkpoints if c.path == tree[0]]
-    assert ckpt.size == python_tree(tree[0]).size  # find's measurement was not taken: its key no longer held
+    shutil.rmtree(tree[1])
+    make_checkpoint(tree[1].parent, tree[1].name, files={'other.bin': b'o' * 12288})
+    [ckpt] = [c for c in inventory.scan(managed_scratch, cache=False, measured=measured).checkpoints
+              if c.path == tree[1]]
+    assert ckpt.size == python_tree(tree[1]).size and ckpt.inode == os.stat(tree[1]).st_ino
 
 
 def test_fallback_without_find_on_path(managed_scratch, tree, monkeypatch, tmp_path):
