@@ -36,8 +36,10 @@ def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]
         return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
     chunks = []
     try:
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
+        while True:
+            chunks.append(os.read(fd, 1 << 20))
+            if len(chunks[-1]) < 1 << 20:  # a short read is the end: no read just to see b''
+                break
     except OSError as exc:
         return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
     finally:

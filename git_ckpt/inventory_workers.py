@@ -8,6 +8,7 @@ sends the inventories back pickled.  Standard library only.
 """
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 from pathlib import Path, PosixPath
@@ -28,12 +29,17 @@ class _PathPickler(pickle.Pickler):
     def reducer_override(self, obj):
         if type(obj) is not PosixPath:
             return NotImplemented
-        parent = obj.parent
-        if parent == obj or not obj.name:
-            return PosixPath, (os.fspath(obj),)
+        # From the path's text, not obj.parent (which builds a new Path and
+        # parses it): pickling 1,800 checkpoints took 12 ms that way.
+        text = os.fspath(obj)
+        head, _, name = text.rpartition('/')
+        if not (head and name):
+            return PosixPath, (text,)
         # The same parent object every time, so pickle's memo stores it once.
-        parent = self._dirs.setdefault(os.fspath(parent), parent)
-        return inventory.child_path, (parent, obj.name)
+        parent = self._dirs.get(head)
+        if parent is None:
+            parent = self._dirs[head] = PosixPath(head)
+        return inventory.child_path, (parent, name)
 
 
 def _scan(item: tuple[Path, SizeCache]) -> inventory.ScratchInventory:
@@ -48,6 +54,18 @@ def scan_many(scratch_dirs: list[Path]) -> list[inventory.ScratchInventory]:
     share's measured by one find (inventory_cold) while it reads their
     trainer states, and scans its share of dirs in one piece."""
     dirs = list(scratch_dirs)
+    # No cyclic garbage is made here, but a cold scan allocates enough objects
+    # to run the collector over and over (~5% of the scan): off meanwhile.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan_many(dirs)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _scan_many(dirs: list[Path]) -> list[inventory.ScratchInventory]:
     count = workers.worker_count(len(dirs))
     caches = [(d, SizeCache.for_scratch_dir(d)) for d in dirs]
     cold = inventory_cold.cold_checkpoints(caches)
