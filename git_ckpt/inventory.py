@@ -19,7 +19,6 @@ import errno
 import os
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from git_ckpt import constants as C
@@ -30,31 +29,40 @@ from git_ckpt.inventory_cache import SizeCache
 from git_ckpt.inventory_cold import Measured
 from git_ckpt.inventory_names import child_path, parse_checkpoint_name, read_trainer_state  # noqa: F401
 from git_ckpt.inventory_names import work_dir as _work_dir
+from git_ckpt.records import Fields
 
 
-@dataclass
-class Checkpoint:
-    path: Path
-    name: str
-    step: int | None          # None for tmp-checkpoint-*
-    size: int                 # bytes allocated, hard links once within the checkpoint
-    mtime: float              # newest mtime of anything inside (or of the dir itself)
-    complete: bool            # HF: has trainer_state.json; ART: not empty
-    in_progress: bool         # tmp-checkpoint-*
-    kind: str                 # 'hf' | 'art'
-    error: str | None = None        # could not be read fully: size partial, never deleted
-    state_error: str | None = None  # trainer_state.json present but unreadable/corrupt
-    best_recorded: str | None = None  # best_model_checkpoint in its trainer_state.json
-    inode: int = 0            # of the checkpoint dir when scanned (prune re-checks it)
+class Checkpoint(Fields):
+    _fields = ('path', 'name', 'step', 'size', 'mtime', 'complete', 'in_progress', 'kind', 'error',
+               'state_error', 'best_recorded', 'inode')
+
+    def __init__(self, path: Path, name: str, step: int | None, size: int, mtime: float, complete: bool,
+                 in_progress: bool, kind: str, error: str | None = None, state_error: str | None = None,
+                 best_recorded: str | None = None, inode: int = 0) -> None:
+        self.path = path
+        self.name = name
+        self.step = step                    # None for tmp-checkpoint-*
+        self.size = size                    # bytes allocated, hard links once within the checkpoint
+        self.mtime = mtime                  # newest mtime of anything inside (or of the dir itself)
+        self.complete = complete            # HF: has trainer_state.json; ART: not empty
+        self.in_progress = in_progress      # tmp-checkpoint-*
+        self.kind = kind                    # 'hf' | 'art'
+        self.error = error                  # could not be read fully: size partial, never deleted
+        self.state_error = state_error      # trainer_state.json present but unreadable/corrupt
+        self.best_recorded = best_recorded  # best_model_checkpoint in its trainer_state.json
+        self.inode = inode                  # of the checkpoint dir when scanned (prune re-checks it)
 
 
-@dataclass
-class Run:
-    path: Path
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    best: Checkpoint | None = None
-    size: int = 0
-    best_error: str | None = None   # why the best checkpoint could not be determined
+class Run(Fields):
+    _fields = ('path', 'checkpoints', 'best', 'size', 'best_error')
+
+    def __init__(self, path: Path, checkpoints: list[Checkpoint] | None = None, best: Checkpoint | None = None,
+                 size: int = 0, best_error: str | None = None) -> None:
+        self.path = path
+        self.checkpoints = [] if checkpoints is None else checkpoints
+        self.best = best
+        self.size = size
+        self.best_error = best_error  # why the best checkpoint could not be determined
 
     @property
     def latest(self) -> Checkpoint | None:
@@ -62,14 +70,17 @@ class Run:
         return steps[-1] if steps else None
 
 
-@dataclass
-class ScratchInventory:
-    scratch_dir: Path
-    runs: list[Run] = field(default_factory=list)
-    size: int = 0
-    newest_mtime: float | None = None
-    problems: list[str] = field(default_factory=list)
-    exists: bool = True
+class ScratchInventory(Fields):
+    _fields = ('scratch_dir', 'runs', 'size', 'newest_mtime', 'problems', 'exists')
+
+    def __init__(self, scratch_dir: Path, runs: list[Run] | None = None, size: int = 0,
+                 newest_mtime: float | None = None, problems: list[str] | None = None, exists: bool = True) -> None:
+        self.scratch_dir = scratch_dir
+        self.runs = [] if runs is None else runs
+        self.size = size
+        self.newest_mtime = newest_mtime
+        self.problems = [] if problems is None else problems
+        self.exists = exists
 
     @property
     def checkpoints(self) -> list[Checkpoint]:

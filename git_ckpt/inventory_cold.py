@@ -17,7 +17,6 @@ Standard library only.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from git_ckpt import constants as C
@@ -30,10 +29,13 @@ MIN_CHECKPOINTS = 64   # fewer uncached checkpoints than this: the Python walk i
 NETWORK_PROCESSES = 4  # on Lustre/GPFS a walk waits on round trips: more finds at once
 
 
-@dataclass
 class Measured:
-    tree: Tree
-    state: tuple[dict | None, str | None] | None = None  # read_trainer_state's answer, if read already
+    """find's Tree of a checkpoint, and read_trainer_state's answer if read already."""
+    __slots__ = ('tree', 'state')
+
+    def __init__(self, tree: Tree, state: tuple[dict | None, str | None] | None = None) -> None:
+        self.tree = tree
+        self.state = state
 
 
 def checkpoint_dirs(scratch_dir: str) -> list[tuple[str, str, bool]]:
