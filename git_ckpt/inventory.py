@@ -385,11 +385,11 @@ def scan(scratch_dir: Path, cache: SizeCache | bool | None = None,
         return inv
     if cache is None:
         cache = SizeCache.for_scratch_dir(scratch_dir)
+    if cache:
+        cache.load()  # before any worker thread looks things up, and to know whether the dir is cold
     if measured is None:
         measured = inventory_cold.measure([(scratch_dir, cache or None)])
     scanner = _Scanner(scratch_dir, cache or None, measured)
-    if scanner.cache is not None:
-        scanner.cache.load()  # before any worker thread looks things up
     try:
         inv.size = scanner.walk(fd, scratch_dir, os.fstat(fd))
     finally:
