@@ -116,7 +116,10 @@ def parse(out: bytes, batch: list[str]) -> dict[str, Tree]:
     any more) may have had its records appended to the one before: both are
     left out."""
     trees: dict[str, Tree] = {}
-    chunks = (b'\0' + out).split(_START)[1:]
+    data = b'\0' + out
+    chunks = data.split(_START)[1:]
+    # Subdirs or hard links anywhere?  If not, no chunk needs looking for them.
+    special = data.count(b'\0D ') != len(chunks) or b'\0L ' in data
     expected = iter(batch)
     previous = None
     for chunk in chunks:
@@ -132,7 +135,7 @@ def parse(out: bytes, batch: list[str]) -> dict[str, Tree]:
             previous = None
         else:
             return trees  # find printed a start point it was not given
-        tree = _tree(head, chunk, body_at or len(chunk), len(head[4]))
+        tree = _tree(head, chunk, body_at or len(chunk), len(head[4]), special)
         if tree is not None:
             trees[path] = tree
         previous = path
@@ -141,42 +144,56 @@ def parse(out: bytes, batch: list[str]) -> dict[str, Tree]:
     return trees
 
 
-def _tree(head: list[bytes], chunk: bytes, body_at: int, top_len: int) -> Tree | None:
-    """One checkpoint's Tree from its D 0 fields and the rest of its records."""
+def _tree(head: list[bytes], chunk: bytes, body_at: int, top_len: int, special: bool) -> Tree | None:
+    """One checkpoint's Tree from its D 0 fields and the rest of its records
+    (`special`: there may be D and L records among them)."""
     tree = Tree()
     try:
-        tree.dirs.append(['.', int(head[0]), _ns(head[1]), _ns(head[2])])
+        mtime = head[1]
+        tree.dirs.append(['.', int(head[0]), _ns(mtime), _ns(head[2])])
         blocks = int(head[3])
-        stamps = [head[1]]
-        if b'\0D ' in chunk or b'\0L ' in chunk:  # subdirs or hard links: record by record
-            records = chunk[body_at:].split(b'\0')
-            plain = [r for r in records if r[:1] not in b'DL']
-            seen = set()
-            for record in records:
-                if record[:1] == b'D':
-                    _, _, ino, mtime, ctime, size, path = record.split(b' ', 6)
-                    tree.dirs.append([os.fsdecode(path[top_len + 1:]), int(ino), _ns(mtime), _ns(ctime)])
-                    blocks += int(size)
-                    stamps.append(mtime)
-                elif record[:1] == b'L':
-                    _, dev, ino, size, mtime = record.split(b' ')
-                    stamps.append(mtime)
-                    if (dev, ino) not in seen:
-                        seen.add((dev, ino))
-                        tree.links.append([int(dev), int(ino), int(size) * 512])
-                        blocks += int(size)
-            fields = b' '.join(plain).split()
+        if special and (b'\0D ' in chunk or b'\0L ' in chunk):  # subdirs or hard links: record by record
+            blocks, stamps, fields = _special(tree, chunk[body_at:].split(b'\0'), top_len, blocks)
+            stamps.append(mtime)
         else:  # the common case: plain files only, summed without a Python loop
             fields = chunk[body_at:].replace(b'\0', b' ').split()
+            stamps = fields[1::2]
+            stamps.append(mtime)
         blocks += sum(map(int, fields[0::2]))
-        stamps += fields[1::2]
         newest = _newest(stamps)
     except ValueError:  # a record not in the expected format: walk it in Python
         return None
     tree.size = blocks * 512
     tree.mtime = newest
-    tree.has_entries = body_at < len(chunk.rstrip(b'\0'))
+    tree.has_entries = len(stamps) > 1
     return tree
+
+
+def _special(tree: Tree, records: list[bytes], top_len: int, blocks: int) -> tuple[int, list, list]:
+    """Subdir (D) and hard-link (L) records into `tree`; (blocks, their
+    mtimes and the plain files' ones, the plain files' fields)."""
+    stamps = []
+    plain = []
+    seen = set()
+    for record in records:
+        kind = record[:1]
+        if kind == b'D':
+            _, _, ino, mtime, ctime, size, path = record.split(b' ', 6)
+            tree.dirs.append([os.fsdecode(path[top_len + 1:]), int(ino), _ns(mtime), _ns(ctime)])
+            blocks += int(size)
+            stamps.append(mtime)
+        elif kind == b'L':
+            _, dev, ino, size, mtime = record.split(b' ')
+            stamps.append(mtime)
+            if (dev, ino) not in seen:
+                seen.add((dev, ino))
+                tree.links.append([int(dev), int(ino), int(size) * 512])
+                blocks += int(size)
+        elif record:
+            plain.append(record)
+    fields = b' '.join(plain).split()
+    stamps += fields[1::2]
+    return blocks, stamps, fields
 
 
 def _ns(stamp: bytes) -> int:
