@@ -189,3 +189,45 @@ def test_unreadable_directory_is_walked_in_python(as_unprivileged):
     assert out['ckpts'][0][1] is None and out['ckpts'][2][1] is None
     assert 'Permission denied' in out['ckpts'][1][1]
     assert out['problems'] == [f'cannot read {run_dir}/checkpoint-2/sub: Permission denied']
+
+
+def _comparable(text: str) -> dict:
+    doc = json.loads(text)
+    doc.pop('free_bytes')  # the filesystem moves under us
+    for row in doc['rows']:
+        if row['latest']:
+            row['latest'].pop('age_seconds')
+    return doc
+
+
+def test_cold_status_same_with_find_and_without(inited_repo, tmp_path):
+    """`git ckpt status --json`, cold: with find (the wrapper logs that it ran),
+    with a find that is not GNU, and with one process: the same document."""
+    from conftest import add_worktree, ckpt, scratch_path
+    other = add_worktree(inited_repo, tmp_path / 'wt2')
+    for wt in (inited_repo, other):
+        scratch_dir = scratch_path(wt)
+        for step in range(1, 41):
+            make_checkpoint(scratch_dir / 'run', f'checkpoint-{step * 10}', files={'model.bin': b'm' * 5000})
+    os.link(scratch_path(other) / 'run' / 'checkpoint-10' / 'model.bin',
+            scratch_path(other) / 'run' / 'checkpoint-20' / 'linked.bin')
+    cache_dir = scratch_path(inited_repo).parents[1] / '.git-ckpt' / 'inventory'
+    log = tmp_path / 'find.log'
+    logging, failing = tmp_path / 'logging-bin', tmp_path / 'failing-bin'
+    for bin_dir, script in ((logging, f'echo "$#" >> {log}; exec {shutil.which("find")} "$@"'),
+                            (failing, 'echo "find: unrecognized: -printf" >&2; exit 1')):
+        bin_dir.mkdir()
+        (bin_dir / 'find').write_text(f'#!/bin/sh\n{script}\n')
+        (bin_dir / 'find').chmod(0o755)
+
+    def cold_status(bin_dir: Path, **env: str) -> dict:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        environ = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', **env)
+        return _comparable(ckpt('status', '--json', cwd=inited_repo, env=environ).stdout)
+
+    with_find = cold_status(logging)
+    assert log.read_text().strip()  # find ran
+    assert [row['checkpoints'] for row in with_find['rows']] == [40, 40]
+    assert cold_status(failing) == with_find
+    assert cold_status(logging, GIT_CKPT_WORKERS='1') == with_find
+    assert _comparable(ckpt('status', '--json', cwd=inited_repo).stdout) == with_find  # warm
