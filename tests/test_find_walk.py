@@ -231,3 +231,18 @@ def test_cold_status_same_with_find_and_without(inited_repo, tmp_path):
     assert cold_status(failing) == with_find
     assert cold_status(logging, GIT_CKPT_WORKERS='1') == with_find
     assert _comparable(ckpt('status', '--json', cwd=inited_repo).stdout) == with_find  # warm
+
+
+def test_big_trainer_state_is_read_whole(managed_scratch, monkeypatch):
+    """trainer_state.json is read 64 KiB at a time: one of 300 KB (a long
+    log_history) still parses, on the find path and the Python one."""
+    state = {'best_model_checkpoint': 'out/checkpoint-2',
+             'log_history': [{'step': i, 'loss': 1.0 / (i + 1)} for i in range(12000)]}
+    for step in (1, 2):
+        make_checkpoint(managed_scratch / 'run', f'checkpoint-{step}', state=state)
+    assert (managed_scratch / 'run' / 'checkpoint-1' / 'trainer_state.json').stat().st_size > 300_000
+    monkeypatch.setattr(inventory_cold, 'MIN_CHECKPOINTS', 1)
+    for measured in ({}, inventory_cold.measure([(managed_scratch, None)])):
+        [run] = inventory.scan(managed_scratch, cache=False, measured=measured).runs
+        assert run.best is not None and run.best.name == 'checkpoint-2'
+        assert all(c.complete and c.state_error is None for c in run.checkpoints)
