@@ -39,9 +39,21 @@ EXPRESSION = [
     '(', '-links', '+1', '-printf', r'L %D %i %b %T@\0', ')', '-o',
     '-printf', r'%b %T@\0',
 ]
-ARGV_BYTES = 128 * 1024     # start points per find process, well under ARG_MAX
 PIPE_SIZE = 1 << 20         # find keeps walking while Python reads trainer states
 _START = b'\0D 0 '          # begins a start point's records: nothing else can
+
+
+def argv_budget() -> int:
+    """Bytes of start points one find may get: half of ARG_MAX (which holds
+    the environment too), at most 1 MiB.  Start points beyond it wait for a
+    second round of finds, so it must not be small: 128 KiB split the 1,800
+    checkpoints of a worker's share in the benchmark into two finds in a row."""
+    try:
+        arg_max = os.sysconf('SC_ARG_MAX')
+    except (ValueError, OSError):
+        arg_max = 256 * 1024
+    env_bytes = sum(len(k) + len(v) + 2 for k, v in os.environ.items())
+    return max(32 * 1024, min(1 << 20, arg_max // 2 - env_bytes))
 
 
 def start(paths: list[str], processes: int) -> Callable[[], dict[str, Tree]]:
@@ -77,11 +89,12 @@ def start(paths: list[str], processes: int) -> Callable[[], dict[str, Tree]]:
 def _batches(paths: list[str], processes: int) -> list[list[str]]:
     """`paths` in `processes` even shares, each split further to fit an argv."""
     per = -(-len(paths) // processes) if paths else 0
+    budget = argv_budget()
     batches = []
     for i in range(0, len(paths), per or 1):
         batch, size = [], 0
         for path in paths[i:i + per]:
-            if batch and size + len(path) + 1 > ARGV_BYTES:
+            if batch and size + len(path) + 1 > budget:
                 batches.append(batch)
                 batch, size = [], 0
             batch.append(path)

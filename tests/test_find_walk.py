@@ -246,3 +246,14 @@ def test_big_trainer_state_is_read_whole(managed_scratch, monkeypatch):
         [run] = inventory.scan(managed_scratch, cache=False, measured=measured).runs
         assert run.best is not None and run.best.name == 'checkpoint-2'
         assert all(c.complete and c.state_error is None for c in run.checkpoints)
+
+
+def test_more_start_points_than_an_argv_holds(tree, monkeypatch):
+    """Start points beyond one argv's budget go to more finds, in rounds of
+    `processes`: every checkpoint is still measured, and measured alike."""
+    monkeypatch.setattr(find_walk, 'argv_budget', lambda: 300)
+    for processes in (1, 2):
+        measured = find_walk.start([os.fspath(p) for p in tree], processes)()
+        assert sorted(measured) == sorted(os.fspath(p) for p in tree)
+        for path in tree:
+            assert fields(measured[os.fspath(path)]) == fields(python_tree(path))
