@@ -1,10 +1,12 @@
 """Scanning many scratch dirs at once, in forked worker processes (`scan_many`).
 
-A cold scan on a local disk is CPU-bound (CPython's cost per entry plus one
-lstat each), so `status` deals its scratch dirs out to worker processes (see
+A cold scan on a local disk is CPU-bound (one lstat per file plus CPython's
+own work), so `status` deals its scratch dirs out to worker processes (see
 workers.forked_map for why processes and not threads).  Each worker scans
 whole scratch dirs, so each cache file is written by one process only, and
-sends the inventories back pickled.  Standard library only.
+sends the inventories back pickled.  When enough checkpoints are cold, each
+process has those of its share walked by one `find` (inventory_cold) while it
+reads their trainer states.  Standard library only.
 """
 from __future__ import annotations
 
@@ -29,17 +31,12 @@ class _PathPickler(pickle.Pickler):
     def reducer_override(self, obj):
         if type(obj) is not PosixPath:
             return NotImplemented
-        # From the path's text, not obj.parent (which builds a new Path and
-        # parses it): pickling 1,800 checkpoints took 12 ms that way.
-        text = os.fspath(obj)
-        head, _, name = text.rpartition('/')
-        if not (head and name):
-            return PosixPath, (text,)
+        parent = obj.parent
+        if parent == obj or not obj.name:
+            return PosixPath, (os.fspath(obj),)
         # The same parent object every time, so pickle's memo stores it once.
-        parent = self._dirs.get(head)
-        if parent is None:
-            parent = self._dirs[head] = PosixPath(head)
-        return inventory.child_path, (parent, name)
+        parent = self._dirs.setdefault(os.fspath(parent), parent)
+        return inventory.child_path, (parent, obj.name)
 
 
 def _scan(item: tuple[Path, SizeCache]) -> inventory.ScratchInventory:
