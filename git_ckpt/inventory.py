@@ -9,8 +9,8 @@ Sizes are allocated blocks (like `du`), hard links counted once, symlinks
 never followed.  Directories are opened with O_NOFOLLOW and walked by fd, so
 a symlink planted anywhere is measured as a link and never entered.  Complete
 checkpoints are cached (see inventory_cache) so a warm scan stats one inode per
-directory instead of one per file; the checkpoints of a cold dir are measured
-by `find` (inventory_cold), or walked here where it could not.  Anything unreadable is reported in
+directory instead of one per file; a cold dir's checkpoints are measured by
+`find` (inventory_cold) where it can.  Anything unreadable is reported in
 `problems` and measured as far as possible; nothing raises for bad data.
 Standard library only.
 """
