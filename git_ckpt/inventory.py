@@ -75,7 +75,8 @@ class ScratchInventory(Fields):
     _fields = ('scratch_dir', 'runs', 'size', 'newest_mtime', 'problems', 'exists')
 
     def __init__(self, scratch_dir: Path, runs: list[Run] | None = None, size: int = 0,
-                 newest_mtime: float | None = None, problems: list[str] | None = None, exists: bool = True) -> None:
+                 newest_mtime: float | None = None, problems: list[str] | None = None,
+                 exists: bool = True) -> None:
         self.scratch_dir = scratch_dir
         self.runs = [] if runs is None else runs
         self.size = size
