@@ -28,7 +28,8 @@ def parse_checkpoint_name(name: str) -> tuple[str, int | None] | None:
 def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]:
     """(state, None) or (None, why) for <name>/trainer_state.json under dir_fd."""
     try:
-        fd = os.open(f'{name}/{C.TRAINER_STATE_NAME}', os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+        # O_NONBLOCK: a FIFO by that name must not hang the scan (a regular file ignores it).
+        fd = os.open(f'{name}/{C.TRAINER_STATE_NAME}', os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
                      dir_fd=dir_fd)
     except FileNotFoundError:
         return None, None

@@ -257,3 +257,16 @@ def test_more_start_points_than_an_argv_holds(tree, monkeypatch):
         assert sorted(measured) == sorted(os.fspath(p) for p in tree)
         for path in tree:
             assert fields(measured[os.fspath(path)]) == fields(python_tree(path))
+
+
+@pytest.mark.timeout(60)
+def test_trainer_state_that_is_a_fifo_does_not_hang(managed_scratch, monkeypatch):
+    """A FIFO named trainer_state.json (bad input) is reported as corrupt on
+    both paths; opening it for reading used to wait for a writer forever."""
+    make_checkpoint(managed_scratch / 'run', 'checkpoint-1', state=None)
+    os.mkfifo(managed_scratch / 'run' / 'checkpoint-1' / 'trainer_state.json')
+    monkeypatch.setattr(inventory_cold, 'MIN_CHECKPOINTS', 1)
+    for measured in ({}, inventory_cold.measure([(managed_scratch, None)])):
+        [ckpt] = inventory.scan(managed_scratch, cache=False, measured=measured).checkpoints
+        assert not ckpt.complete or ckpt.state_error
+        assert ckpt.state_error and 'corrupt' in ckpt.state_error
