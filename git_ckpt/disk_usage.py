@@ -124,6 +124,24 @@ def measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: Tree
             os.close(fd)
 
 
+def measure_dir(parent_fd: int, name: str, path: str, st_dir: os.stat_result) -> Tree:
+    """The Tree of directory `name` under parent_fd (its lstat: st_dir; its
+    path for messages: path), opened without following a symlink."""
+    tree = Tree()
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        tree.errors.append(f'cannot read {path}: {exc.strerror}')
+        tree.size = st_dir.st_blocks * 512
+        tree.mtime = st_dir.st_mtime
+        return tree
+    try:
+        measure(fd, path, '.', st_dir, tree, set())
+    finally:
+        os.close(fd)
+    return tree
+
+
 def dir_size(path: str | os.PathLike[str]) -> int:
     """Bytes allocated under `path` (like `du -s -B1`): hard links once, symlinks
     never followed (a symlink counts as itself).  Unreadable parts are skipped."""

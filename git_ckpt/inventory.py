@@ -25,7 +25,7 @@ from pathlib import Path
 from git_ckpt import constants as C
 from git_ckpt import inventory_cold
 from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
-from git_ckpt.disk_usage import Tree, dir_size, is_network_fs, measure  # noqa: F401  (dir_size: API)
+from git_ckpt.disk_usage import dir_size, is_network_fs, measure_dir  # noqa: F401  (dir_size: API)
 from git_ckpt.inventory_cache import SizeCache
 from git_ckpt.inventory_cold import Measured
 from git_ckpt.inventory_names import child_path, parse_checkpoint_name, read_trainer_state  # noqa: F401
@@ -314,7 +314,7 @@ class _Scanner:
             state = measured.state or read_trainer_state(parent_fd, name) if kind == 'hf' else (None, None)
             has_state = state != (None, None)  # (None, None): there is no trainer_state.json
         else:
-            tree = self._walk_checkpoint(parent_fd, path, text, name, top)
+            tree = measure_dir(parent_fd, name, text, top)
             has_state = C.TRAINER_STATE_NAME in tree.top_names
             state = read_trainer_state(parent_fd, name) if kind == 'hf' and has_state else (None, None)
         best = state[0].get('best_model_checkpoint') if state[0] is not None else None
@@ -330,22 +330,6 @@ class _Scanner:
         # mtime, so a cached verdict would stick.  Re-read it on every scan.
         cacheable = complete and not in_progress and error is None and state_error is None
         return ckpt, tree.links, cacheable, tree.dirs
-
-    @staticmethod
-    def _walk_checkpoint(parent_fd: int, path: Path, text: str, name: str, top: os.stat_result) -> Tree:
-        tree = Tree()
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        except OSError as exc:
-            tree.errors.append(f'cannot read {path}: {exc.strerror}')
-            tree.size = top.st_blocks * 512
-            tree.mtime = top.st_mtime
-            return tree
-        try:
-            measure(fd, text, '.', top, tree, set())
-        finally:
-            os.close(fd)
-        return tree
 
     def _pick_best(self, run: Run) -> None:
         """best_model_checkpoint of the most recently written complete checkpoint,
