@@ -56,14 +56,15 @@ def is_network_fs(path: str | os.PathLike[str]) -> bool:
 
 class Tree:
     """The measurement of one directory tree (walked by fd)."""
-    __slots__ = ('size', 'mtime', 'links', 'dirs', 'top_names', 'errors')
+    __slots__ = ('size', 'mtime', 'links', 'dirs', 'top_names', 'has_entries', 'errors')
 
     def __init__(self) -> None:
         self.size = 0
         self.mtime = 0.0
         self.links: list[list[int]] = []   # [dev, ino, bytes] of files with st_nlink > 1
         self.dirs: list[list] = []         # [rel, ino, mtime_ns, ctime_ns], parents first
-        self.top_names: list[str] = []
+        self.top_names: list[str] = []     # the names at the top (find_walk: trainer_state.json only)
+        self.has_entries = False           # anything at all at the top
         self.errors: list[str] = []
 
 
@@ -84,6 +85,7 @@ def measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: Tree
         return
     if rel == '.':
         tree.top_names = [e.name for e in entries]
+        tree.has_entries = bool(entries)
     subdirs = []
     for entry in entries:
         try:
@@ -120,6 +122,24 @@ def measure(dir_fd: int, path: str, rel: str, st_dir: os.stat_result, tree: Tree
             measure(fd, f'{path}/{name}', sub, st, tree, seen)
         finally:
             os.close(fd)
+
+
+def measure_dir(parent_fd: int, name: str, path: str, st_dir: os.stat_result) -> Tree:
+    """The Tree of directory `name` under parent_fd (its lstat: st_dir; its
+    path for messages: path), opened without following a symlink."""
+    tree = Tree()
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        tree.errors.append(f'cannot read {path}: {exc.strerror}')
+        tree.size = st_dir.st_blocks * 512
+        tree.mtime = st_dir.st_mtime
+        return tree
+    try:
+        measure(fd, path, '.', st_dir, tree, set())
+    finally:
+        os.close(fd)
+    return tree
 
 
 def dir_size(path: str | os.PathLike[str]) -> int:

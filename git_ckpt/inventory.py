@@ -9,50 +9,61 @@ Sizes are allocated blocks (like `du`), hard links counted once, symlinks
 never followed.  Directories are opened with O_NOFOLLOW and walked by fd, so
 a symlink planted anywhere is measured as a link and never entered.  Complete
 checkpoints are cached (see inventory_cache) so a warm scan stats one inode per
-directory instead of one per file.  Anything unreadable is reported in
+directory instead of one per file; a cold dir's checkpoints are measured by
+`find` (inventory_cold) where it can.  Anything unreadable is reported in
 `problems` and measured as far as possible; nothing raises for bad data.
 Standard library only.
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from git_ckpt import constants as C
+from git_ckpt import inventory_cold
 from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
-from git_ckpt.disk_usage import Tree, dir_size, is_network_fs, measure  # noqa: F401  (dir_size: API)
+from git_ckpt.disk_usage import dir_size, is_network_fs, measure_dir  # noqa: F401  (dir_size: API)
 from git_ckpt.inventory_cache import SizeCache
+from git_ckpt.inventory_cold import Measured
+from git_ckpt.inventory_names import child_path, parse_checkpoint_name, read_trainer_state  # noqa: F401
+from git_ckpt.inventory_names import work_dir as _work_dir
+from git_ckpt.records import Fields
 
 
+class Checkpoint(Fields):
+    _fields = ('path', 'name', 'step', 'size', 'mtime', 'complete', 'in_progress', 'kind', 'error',
+               'state_error', 'best_recorded', 'inode')
 
-@dataclass
-class Checkpoint:
-    path: Path
-    name: str
-    step: int | None          # None for tmp-checkpoint-*
-    size: int                 # bytes allocated, hard links once within the checkpoint
-    mtime: float              # newest mtime of anything inside (or of the dir itself)
-    complete: bool            # HF: has trainer_state.json; ART: not empty
-    in_progress: bool         # tmp-checkpoint-*
-    kind: str                 # 'hf' | 'art'
-    error: str | None = None        # could not be read fully: size partial, never deleted
-    state_error: str | None = None  # trainer_state.json present but unreadable/corrupt
-    best_recorded: str | None = None  # best_model_checkpoint in its trainer_state.json
-    inode: int = 0            # of the checkpoint dir when scanned (prune re-checks it)
+    def __init__(self, path: Path, name: str, step: int | None, size: int, mtime: float, complete: bool,
+                 in_progress: bool, kind: str, error: str | None = None, state_error: str | None = None,
+                 best_recorded: str | None = None, inode: int = 0) -> None:
+        self.path = path
+        self.name = name
+        self.step = step                    # None for tmp-checkpoint-*
+        self.size = size                    # bytes allocated, hard links once within the checkpoint
+        self.mtime = mtime                  # newest mtime of anything inside (or of the dir itself)
+        self.complete = complete            # HF: has trainer_state.json; ART: not empty
+        self.in_progress = in_progress      # tmp-checkpoint-*
+        self.kind = kind                    # 'hf' | 'art'
+        self.error = error                  # could not be read fully: size partial, never deleted
+        self.state_error = state_error      # trainer_state.json present but unreadable/corrupt
+        self.best_recorded = best_recorded  # best_model_checkpoint in its trainer_state.json
+        self.inode = inode                  # of the checkpoint dir when scanned (prune re-checks it)
 
 
-@dataclass
-class Run:
-    path: Path
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    best: Checkpoint | None = None
-    size: int = 0
-    best_error: str | None = None   # why the best checkpoint could not be determined
+class Run(Fields):
+    _fields = ('path', 'checkpoints', 'best', 'size', 'best_error')
+
+    def __init__(self, path: Path, checkpoints: list[Checkpoint] | None = None, best: Checkpoint | None = None,
+                 size: int = 0, best_error: str | None = None) -> None:
+        self.path = path
+        self.checkpoints = [] if checkpoints is None else checkpoints
+        self.best = best
+        self.size = size
+        self.best_error = best_error  # why the best checkpoint could not be determined
 
     @property
     def latest(self) -> Checkpoint | None:
@@ -60,14 +71,18 @@ class Run:
         return steps[-1] if steps else None
 
 
-@dataclass
-class ScratchInventory:
-    scratch_dir: Path
-    runs: list[Run] = field(default_factory=list)
-    size: int = 0
-    newest_mtime: float | None = None
-    problems: list[str] = field(default_factory=list)
-    exists: bool = True
+class ScratchInventory(Fields):
+    _fields = ('scratch_dir', 'runs', 'size', 'newest_mtime', 'problems', 'exists')
+
+    def __init__(self, scratch_dir: Path, runs: list[Run] | None = None, size: int = 0,
+                 newest_mtime: float | None = None, problems: list[str] | None = None,
+                 exists: bool = True) -> None:
+        self.scratch_dir = scratch_dir
+        self.runs = [] if runs is None else runs
+        self.size = size
+        self.newest_mtime = newest_mtime
+        self.problems = [] if problems is None else problems
+        self.exists = exists
 
     @property
     def checkpoints(self) -> list[Checkpoint]:
@@ -89,78 +104,13 @@ class ScratchInventory:
         return any(not c.complete and now - c.mtime < grace for c in self.checkpoints)
 
 
-def parse_checkpoint_name(name: str) -> tuple[str, int | None] | None:
-    """('hf', step) / ('tmp', None) for HF checkpoint dir names, else None.
-    Raises ValueError for `checkpoint-<not a number>`."""
-    if name.startswith(C.TMP_CHECKPOINT_PREFIX):
-        return 'tmp', None
-    if name.startswith(C.CHECKPOINT_PREFIX):
-        suffix = name[len(C.CHECKPOINT_PREFIX):]
-        if not (suffix.isascii() and suffix.isdigit()):
-            raise ValueError(suffix)
-        return 'hf', int(suffix)
-    return None
-
-
-def read_trainer_state(dir_fd: int, name: str) -> tuple[dict | None, str | None]:
-    """(state, None) or (None, why) for <name>/trainer_state.json under dir_fd."""
-    try:
-        fd = os.open(f'{name}/{C.TRAINER_STATE_NAME}', os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
-    chunks = []
-    try:
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    except OSError as exc:
-        return None, f'{C.TRAINER_STATE_NAME} unreadable: {exc.strerror}'
-    finally:
-        os.close(fd)
-    data = b''.join(chunks)
-    try:
-        # Decoding first skips json's encoding sniffing (measurable over thousands
-        # of checkpoints); anything else (BOM, UTF-16, whitespace) goes the sniffing way.
-        state = json.loads(data.decode('utf-8') if data[:1] == b'{' else data)
-    except ValueError:
-        return None, f'{C.TRAINER_STATE_NAME} is corrupt (not JSON)'
-    if not isinstance(state, dict):
-        return None, f'{C.TRAINER_STATE_NAME} is corrupt (not an object)'
-    return state, None
-
-
-def child_path(parent: Path, name: str) -> Path:
-    """`parent / name` for a name read from a directory (one component): the
-    shortcut Path.iterdir itself uses, which skips re-parsing the parent
-    (5x cheaper; it counts per checkpoint).  Plain `/` where it is missing."""
-    make = getattr(parent, '_make_child_relpath', None)
-    return make(name) if make is not None else parent / name
-
-
-def _work_dir(dir_fd: int, name: str) -> bool:
-    """A dir git-ckpt is working in: a restore's staging dir, a checkpoint being
-    deleted, a copy in progress (`.partial` with a transfer journal).  What is in
-    it is not a run: prune must never delete in it (after a kill, a staging dir
-    may hold the only copy of an archive)."""
-    if name.startswith((C.RESTORE_STAGING_PREFIX, C.PRUNE_TRASH_PREFIX)):
-        return True
-    if not name.endswith(C.PARTIAL_SUFFIX):
-        return False
-    try:
-        os.stat(f'{name}/{C.TRANSFER_JOURNAL_NAME}', dir_fd=dir_fd, follow_symlinks=False)
-        return True
-    except OSError:
-        return False
-
-
 SCAN_THREADS = 4  # parallel walkers for uncached checkpoints, on network filesystems only
 
 
 class _Scanner:
-    def __init__(self, scratch_dir: Path, cache: SizeCache | None) -> None:
+    def __init__(self, scratch_dir: Path, cache: SizeCache | None, measured: dict | None = None) -> None:
         self.scratch_dir = scratch_dir
+        self.measured = measured  # inventory_cold's {path: Measured}: taken (popped) instead of walking
         self.prefix = f'{os.fspath(scratch_dir).rstrip("/")}/'
         self.cache = cache
         self.seen: set[tuple[int, int]] = set()
@@ -328,7 +278,8 @@ class _Scanner:
 
     def _measure_one(self, parent_fd: int, parent: Path, parent_text: str, name: str, step: int | None,
                      in_progress: bool, kind: str) -> tuple[Checkpoint | None, list]:
-        """One checkpoint, from the cache when its key holds; (ckpt, hard links)."""
+        """One checkpoint, from the cache when its key holds, else from find's
+        measurement of this very dir (inventory_cold), else walked; (ckpt, hard links)."""
         path = child_path(parent, name)
         text = f'{parent_text}/{name}'
         try:
@@ -337,43 +288,39 @@ class _Scanner:
             if exc.errno != errno.ENOENT:
                 self.problems.append(f'cannot stat {path}: {exc.strerror}')
             return None, []
+        measured = self.measured.pop(text, None) if self.measured else None
+        if measured is not None and measured.tree.dirs[0][1:] != [top.st_ino, top.st_mtime_ns, top.st_ctime_ns]:
+            measured = None  # replaced (an inode number may be reused) or changed since find looked: walk it
         rel = text[len(self.prefix):]  # path is under the scratch dir by construction
-        cached = self.cache.lookup(rel, parent_fd, name, top) if self.cache and not in_progress else None
+        cached = None
+        if self.cache and not in_progress and measured is None:  # find measures cold dirs only
+            cached = self.cache.lookup(rel, parent_fd, name, top)
         if cached is not None:
             ckpt = Checkpoint(path, name, step, cached['size'], cached['mtime'], bool(cached.get('complete')),
                               in_progress, kind, None, cached.get('state_error'), cached.get('best'),
                               top.st_ino)
             return ckpt, cached['links']
         ckpt, links, cacheable, dirs = self._measure_checkpoint(parent_fd, path, text, name, step,
-                                                                in_progress, kind, top)
+                                                                in_progress, kind, top, measured)
         if cacheable and self.cache is not None:
             self.cache.store(rel, {'dirs': dirs, 'size': ckpt.size, 'mtime': ckpt.mtime,
                                    'links': links, 'complete': ckpt.complete,
                                    'state_error': ckpt.state_error, 'best': ckpt.best_recorded})
         return ckpt, links
 
-    def _measure_checkpoint(self, parent_fd, path, text, name, step, in_progress, kind, top):
-        tree = Tree()
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        except OSError as exc:
-            tree.errors.append(f'cannot read {path}: {exc.strerror}')
-            tree.size = top.st_blocks * 512
-            tree.mtime = top.st_mtime
-            fd = None
-        if fd is not None:
-            try:
-                measure(fd, text, '.', top, tree, set())
-            finally:
-                os.close(fd)
-        state_error = best = None
-        has_state = C.TRAINER_STATE_NAME in tree.top_names
-        if kind == 'hf' and has_state:
-            state, state_error = read_trainer_state(parent_fd, name)
-            if state is not None:
-                best = state.get('best_model_checkpoint')
-                best = best if isinstance(best, str) else None
-        complete = has_state if kind == 'hf' else bool(tree.top_names)
+    def _measure_checkpoint(self, parent_fd, path, text, name, step, in_progress, kind, top, measured):
+        if measured is not None:
+            tree = measured.tree  # find's (see inventory_cold)
+            state = measured.state or read_trainer_state(parent_fd, name) if kind == 'hf' else (None, None)
+            has_state = state != (None, None)  # (None, None): there is no trainer_state.json
+        else:
+            tree = measure_dir(parent_fd, name, text, top)
+            has_state = C.TRAINER_STATE_NAME in tree.top_names
+            state = read_trainer_state(parent_fd, name) if kind == 'hf' and has_state else (None, None)
+        best = state[0].get('best_model_checkpoint') if state[0] is not None else None
+        best = best if isinstance(best, str) else None
+        state_error = state[1]
+        complete = has_state if kind == 'hf' else tree.has_entries
         error = '; '.join(tree.errors) or None
         self.problems.extend(tree.errors)
         ckpt = Checkpoint(path, name, step, tree.size, tree.mtime, complete, in_progress, kind,
@@ -403,9 +350,12 @@ class _Scanner:
                                  f'{C.TRAINER_STATE_NAME}) is not there any more')
 
 
-def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInventory:
+def scan(scratch_dir: Path, cache: SizeCache | bool | None = None,
+         measured: dict[str, Measured] | None = None) -> ScratchInventory:
     """Inventory of one scratch dir.  `cache`: None for the scratch root's size
-    cache, False for none, or a SizeCache.  Never raises for what it finds."""
+    cache, False for none, or a SizeCache.  `measured`: inventory_cold.measure's
+    answer covering this dir; None: measured here if the dir is cold.  Never
+    raises for what it finds."""
     scratch_dir = Path(os.path.abspath(scratch_dir))
     inv = ScratchInventory(scratch_dir)
     try:
@@ -421,9 +371,11 @@ def scan(scratch_dir: Path, cache: SizeCache | bool | None = None) -> ScratchInv
         return inv
     if cache is None:
         cache = SizeCache.for_scratch_dir(scratch_dir)
-    scanner = _Scanner(scratch_dir, cache or None)
-    if scanner.cache is not None:
-        scanner.cache.load()  # before any worker thread looks things up
+    if cache:
+        cache.load()  # before any worker thread looks things up, and to know whether the dir is cold
+    if measured is None:
+        measured = inventory_cold.measure([(scratch_dir, cache or None)])
+    scanner = _Scanner(scratch_dir, cache or None, measured)
     try:
         inv.size = scanner.walk(fd, scratch_dir, os.fstat(fd))
     finally:

@@ -24,11 +24,13 @@ import sys
 
 from git_ckpt import constants as C
 
-# The commit guard uses worker_count(): typing, pickle and signal are left to
-# forked_map, which is never on the hook path.
+# typing costs ~3 ms to import, on every `git ckpt status`; pickle and signal
+# are left to forked_map, never on the commit hook's path (worker_count,
+# fork_child).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, Sequence, TypeVar
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import TypeVar
     T = TypeVar('T')
     R = TypeVar('R')
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from git_ckpt import constants as C
@@ -12,6 +11,7 @@ from git_ckpt import git, inventory, scratch, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.inventory_workers import scan_many
 from git_ckpt.output import warn
+from git_ckpt.records import Fields
 from git_ckpt.settings import load_settings, resolve_root
 
 STATE_OK = 'ok'
@@ -20,16 +20,20 @@ STATE_NO_DIR = 'no dir'
 STATE_IN_PROGRESS = 'in progress'
 
 
-@dataclass
-class Row:
-    project: str | None           # the project dir's name under the root
-    worktree: Path | None         # current path; None for an orphan
-    removed_path: str | None      # an orphan's old worktree path (from its manifest)
-    branch: str | None
-    scratch_dir: Path | None
-    state: str
-    inventory: inventory.ScratchInventory | None = None
-    problems: list[str] = field(default_factory=list)
+class Row(Fields):
+    _fields = ('project', 'worktree', 'removed_path', 'branch', 'scratch_dir', 'state', 'inventory', 'problems')
+
+    def __init__(self, project: str | None, worktree: Path | None, removed_path: str | None, branch: str | None,
+                 scratch_dir: Path | None, state: str, inventory: inventory.ScratchInventory | None = None,
+                 problems: list[str] | None = None) -> None:
+        self.project = project            # the project dir's name under the root
+        self.worktree = worktree          # current path; None for an orphan
+        self.removed_path = removed_path  # an orphan's old worktree path (from its manifest)
+        self.branch = branch
+        self.scratch_dir = scratch_dir
+        self.state = state
+        self.inventory = inventory
+        self.problems = [] if problems is None else problems
 
     @property
     def size(self) -> int:
