@@ -15,6 +15,7 @@ from git_ckpt import inventory, retention
 from git_ckpt.errors import GitCkptError
 from git_ckpt.lock import scratch_lock
 from git_ckpt.scratch import is_managed
+from git_ckpt.state import root_of
 
 
 def locate_run(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
@@ -47,6 +48,13 @@ def only_runs(inv: inventory.ScratchInventory, run_path: Path | None,
                                       inv.problems, inv.exists)
 
 
+def _not_managed(scratch_dir: Path) -> GitCkptError:
+    # e.g. a GIT_CKPT_DIR that already held files when first used
+    return GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
+                        'nothing was deleted; git-ckpt deletes only in dirs it manages (a GIT_CKPT_DIR '
+                        'is managed when setup() or git ckpt path created it or found it empty)')
+
+
 def prune_scratch_dir(scratch_dir: Path, keep: int, *, run_path: Path | None = None, exact: bool = False,
                       keep_best: bool = True, grace: float = C.PRUNE_GRACE_SECONDS, dry_run: bool = False,
                       progress: Callable | None = None, command: str = 'prune') -> retention.PrunePlan:
@@ -56,13 +64,16 @@ def prune_scratch_dir(scratch_dir: Path, keep: int, *, run_path: Path | None = N
     could not be judged (`problems`)."""
     if grace < 0:
         raise GitCkptError(f'--grace must not be negative (got {grace:g})', 'give seconds, e.g. --grace 300')
-    if not is_managed(scratch_dir):  # e.g. a GIT_CKPT_DIR that already held files when first used
-        raise GitCkptError(f'{scratch_dir} is not a scratch dir managed by git-ckpt (no {C.MANIFEST_NAME})',
-                           'nothing was deleted; git-ckpt deletes only in dirs it manages (a GIT_CKPT_DIR '
-                           'is managed when setup() or git ckpt path created it or found it empty)')
+    # A dir laid out under the root is judged under its lock: `archive`
+    # renames it away and re-creates it while holding that lock, and prune
+    # must then name the holder, not call the dir unmanaged.
+    if not is_managed(scratch_dir) and (dry_run or root_of(scratch_dir) is None):
+        raise _not_managed(scratch_dir)
     if dry_run:  # read-only: no lock needed
         return retention.plan(only_runs(inventory.scan(scratch_dir), run_path, exact), keep, keep_best, grace)
     with scratch_lock(scratch_dir, command):
+        if not is_managed(scratch_dir):
+            raise _not_managed(scratch_dir)
         # Scan under the lock: what we delete is what we just saw.
         plan = retention.plan(only_runs(inventory.scan(scratch_dir), run_path, exact), keep, keep_best, grace)
         retention.apply(plan, progress)

@@ -190,3 +190,24 @@ def test_a_full_root_still_locks(hermetic, inited_repo, tmpfs_mount, monkeypatch
             with scratch_lock(scratch, 'archive'):
                 pass
     assert path.exists()
+
+
+def test_prune_meeting_an_archive_mid_rename_names_the_holder(inited_repo, wt_scratch, holder_factory):
+    """archive renames the scratch dir away and re-creates it under the lock:
+    prune must meet the lock, not call the (momentarily) manifest-less dir
+    unmanaged.  Here the holder keeps the dir without its manifest."""
+    make_checkpoint(wt_scratch / 'run', 'checkpoint-1', age=3600)
+    holder = holder_factory(wt_scratch, 'archive')
+    manifest = wt_scratch / C.MANIFEST_NAME
+    manifest.rename(wt_scratch.parent / 'manifest-aside')
+    try:
+        proc = ckpt('prune', '--keep', '1', cwd=inited_repo, check=False)
+        assert_error(proc, 'in use by', '`git ckpt archive`')
+    finally:
+        (wt_scratch.parent / 'manifest-aside').rename(manifest)
+    holder.release()
+    # Not managed for real (no lock held): the usual refusal, nothing deleted.
+    manifest.rename(wt_scratch.parent / 'manifest-aside')
+    proc = ckpt('prune', '--keep', '1', cwd=inited_repo, check=False)
+    assert_error(proc, 'not a scratch dir managed by git-ckpt', 'nothing was deleted')
+    assert (wt_scratch / 'run' / 'checkpoint-1').is_dir()
