@@ -148,10 +148,15 @@ def dir_size(path: str | os.PathLike[str]) -> int:
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         return st.st_blocks * 512
+    return dir_tree(path).size
+
+
+def dir_tree(path: str | os.PathLike[str]) -> Tree:
+    """The Tree of the directory at `path` (OSError if it is a symlink)."""
     fd = os.open(path, DIR_FLAGS)
     tree = Tree()
     try:
         measure(fd, os.fspath(path), '.', os.fstat(fd), tree, set())
     finally:
         os.close(fd)
-    return tree.size
+    return tree

@@ -5,6 +5,7 @@ a temp scratch root, so nothing touches the real home or a real /scratch.
 """
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -332,3 +333,13 @@ def forks(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(os, 'fork', counting_fork)
     return forked
+
+
+def comparable_status_json(text: str) -> dict:
+    """`git ckpt status --json` without the fields that move between two runs."""
+    doc = json.loads(text)
+    doc.pop('free_bytes')  # the filesystem moves under us
+    for row in doc['rows']:
+        if row['latest']:
+            row['latest'].pop('age_seconds')
+    return doc

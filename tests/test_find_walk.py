@@ -12,22 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_checkpoint
+from conftest import comparable_status_json, make_checkpoint
 from git_ckpt import find_walk, inventory, inventory_cold, inventory_workers, workers
-from git_ckpt.disk_usage import DIR_FLAGS, Tree, measure
+from git_ckpt.disk_usage import Tree, dir_tree
 from git_ckpt.inventory_cache import SizeCache
 
 pytestmark = pytest.mark.skipif(shutil.which('find') is None, reason='no find on PATH')
 
 
-def python_tree(path: Path) -> Tree:
-    fd = os.open(path, DIR_FLAGS)
-    tree = Tree()
-    try:
-        measure(fd, os.fspath(path), '.', os.fstat(fd), tree, set())
-    finally:
-        os.close(fd)
-    return tree
+python_tree = dir_tree  # the Python walker
 
 
 def fields(tree: Tree) -> tuple:
@@ -191,15 +184,6 @@ def test_unreadable_directory_is_walked_in_python(as_unprivileged):
     assert out['problems'] == [f'cannot read {run_dir}/checkpoint-2/sub: Permission denied']
 
 
-def _comparable(text: str) -> dict:
-    doc = json.loads(text)
-    doc.pop('free_bytes')  # the filesystem moves under us
-    for row in doc['rows']:
-        if row['latest']:
-            row['latest'].pop('age_seconds')
-    return doc
-
-
 def test_cold_status_same_with_find_and_without(inited_repo, tmp_path):
     """`git ckpt status --json`, cold: with find (the wrapper logs that it ran),
     with a find that is not GNU, and with one process: the same document."""
@@ -223,14 +207,14 @@ def test_cold_status_same_with_find_and_without(inited_repo, tmp_path):
     def cold_status(bin_dir: Path, **env: str) -> dict:
         shutil.rmtree(cache_dir, ignore_errors=True)
         environ = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', **env)
-        return _comparable(ckpt('status', '--json', cwd=inited_repo, env=environ).stdout)
+        return comparable_status_json(ckpt('status', '--json', cwd=inited_repo, env=environ).stdout)
 
     with_find = cold_status(logging)
     assert log.read_text().strip()  # find ran
     assert [row['checkpoints'] for row in with_find['rows']] == [40, 40]
     assert cold_status(failing) == with_find
     assert cold_status(logging, GIT_CKPT_WORKERS='1') == with_find
-    assert _comparable(ckpt('status', '--json', cwd=inited_repo).stdout) == with_find  # warm
+    assert comparable_status_json(ckpt('status', '--json', cwd=inited_repo).stdout) == with_find  # warm
 
 
 def test_big_trainer_state_is_read_whole(managed_scratch, monkeypatch):

@@ -4,14 +4,13 @@ Real forks, real scratch trees: the parallel result must equal scanning one dir
 after another, and a worker that dies must not change the result."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ckpt, make_checkpoint, run
+from conftest import ckpt, comparable_status_json, make_checkpoint, run
 from git_ckpt import constants as C
 from git_ckpt import inventory, inventory_workers, workers
 from git_ckpt.__main__ import parse_path_args, parse_status_args
@@ -90,15 +89,6 @@ def test_status_fast_path_arguments():
     assert parse_path_args(['--root', '/r']) == {'create': True, 'cli_root': '/r'}
 
 
-def _comparable(text: str) -> dict:
-    doc = json.loads(text)
-    doc.pop('free_bytes')  # the filesystem moves under us
-    for row in doc['rows']:
-        if row['latest']:
-            row['latest'].pop('age_seconds')
-    return doc
-
-
 def test_status_fast_path_output_equals_click_path(inited_repo):
     scratch_dir = Path(ckpt('path', cwd=inited_repo).stdout.strip())
     make_checkpoint(scratch_dir / 'run', 'checkpoint-5')
@@ -106,8 +96,8 @@ def test_status_fast_path_output_equals_click_path(inited_repo):
     fast = ckpt('status', '--json', cwd=inited_repo)
     via_click = run([sys.executable, '-c', 'import sys; from git_ckpt.main import main; '
                      'sys.exit(main(["status", "--json"]))'], cwd=inited_repo)
-    assert _comparable(fast.stdout) == _comparable(via_click.stdout)
-    assert _comparable(fast.stdout)['rows'][0]['checkpoints'] == 2
+    assert comparable_status_json(fast.stdout) == comparable_status_json(via_click.stdout)
+    assert comparable_status_json(fast.stdout)['rows'][0]['checkpoints'] == 2
     table = ckpt('status', cwd=inited_repo).stdout
     assert 'checkpoint' not in table and ' 10 (' in table  # latest step and age
     # What the fast path does not know goes to click: its help, its one-line errors.
