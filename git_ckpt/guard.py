@@ -1,9 +1,10 @@
 """The commit guard: keep checkpoints, weights and scratch links out of commits.
 
 Runs as the pre-commit hook (native shim or the pre-commit framework), so it
-imports only the standard library and spawns a fixed number of git processes
-whatever the number of staged files: `config`, `diff --cached` (or `ls-files`
-when the framework passes filenames), `rev-parse` only when not run by git
+imports only the standard library and needs a fixed number of git processes
+whatever the number of staged files: `config` and `diff --cached` (run by the
+native shim while Python starts, and piped in; the framework's hook runs
+`config` and `ls-files` itself), `rev-parse` only when not run by git
 (git.hook_top_and_common_dir) and, only when needed,
 one `cat-file --batch-check` (sizes of blobs not stored loose) and one
 `cat-file --batch` (symlink targets, possible Git LFS pointers).  A fresh
@@ -234,7 +235,8 @@ def load_policy(top: str, extra_allow: list[str], max_size_arg: str | None,
 class Args(record('Args', 'allow max_size filenames staged_on_stdin')):
     """allow: patterns; max_size: the --max-file-size text or None;
     filenames: None to check everything staged; staged_on_stdin: the native
-    shim pipes `git diff` (git_index.STAGED_ARGS) with its exit status."""
+    shim pipes the guard's `git config` and `git diff` to stdin, each with
+    its exit status (git_index.parse_shim_stream)."""
     __slots__ = ()
 
 
