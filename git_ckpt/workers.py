@@ -29,6 +29,7 @@ from git_ckpt import constants as C
 # fork_child).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import pickle
     from collections.abc import Callable, Iterator, Sequence
     from typing import TypeVar
     T = TypeVar('T')
