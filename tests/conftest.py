@@ -11,9 +11,23 @@ import pwd
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+
+def _pin_the_local_date() -> None:
+    """Archive names carry the local date, and tests name the archives they expect. A suite
+    that runs across midnight saw two dates (CI did, at 00:00 UTC on 2026-11-29). A fixed-offset
+    zone that puts the start of the run at local noon keeps one date for twelve hours, here and in
+    every git-ckpt the tests start (they inherit TZ)."""
+    west_of_utc = time.gmtime().tm_hour - 12          # POSIX TZ: local = UTC - offset
+    os.environ['TZ'] = f'CKPTTEST{west_of_utc:+d}'
+    time.tzset()
+
+
+_pin_the_local_date()
 
 BIN_DIR = Path(sys.executable).parent
 UNPRIVILEGED_USER = 'ckpt-test-user'
