@@ -141,10 +141,13 @@ class _Scanner:
             self.problems.append(f'cannot read {path}: {exc.strerror}')
             return size
         run = Run(path)
-        size += self._hf_checkpoints(dir_fd, path, entries, run)
-        claimed = {c.name for c in run.checkpoints}
+        judged: set[str] = set()
+        size += self._hf_checkpoints(dir_fd, path, entries, run, judged)
+        measured = {c.name for c in run.checkpoints}
         for entry in entries:
-            if entry.name in claimed:
+            if entry.name in judged:
+                if entry.name not in measured:  # a link or file posing as one, or gone
+                    size += self._walk_entry(dir_fd, path, entry, descend=False)
                 continue
             if entry.name == C.ART_CHECKPOINTS_DIR and self._is_art_dir(dir_fd):
                 size += self._walk_art_dir(dir_fd, path, run)
@@ -157,7 +160,11 @@ class _Scanner:
             self.runs.append(run)
         return size
 
-    def _walk_entry(self, dir_fd: int, path: Path, entry: os.DirEntry) -> int:
+    def _walk_entry(self, dir_fd: int, path: Path, entry: os.DirEntry, descend: bool = True) -> int:
+        """Size of one entry; a dir is walked for runs unless `descend` is False:
+        an entry judged as a checkpoint (a link, or gone when measured) and a
+        dir by now was swapped meanwhile, and walking it as a plain dir would
+        make a kept checkpoint's inner checkpoint-* dirs a run to prune."""
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
@@ -169,6 +176,9 @@ class _Scanner:
             if st.st_nlink > 1:
                 return self._add_links([[st.st_dev, st.st_ino, st.st_blocks * 512]])
             return st.st_blocks * 512
+        if not descend:
+            self.problems.append(f'{path / entry.name} changed while it was read; not measured')
+            return 0
         try:
             fd = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
@@ -182,8 +192,10 @@ class _Scanner:
             self.hidden -= hidden
             os.close(fd)
 
-    def _hf_checkpoints(self, dir_fd: int, path: Path, entries: list[os.DirEntry], run: Run) -> int:
-        """Measure the HF checkpoint dirs among `entries` into `run`; returns new bytes."""
+    def _hf_checkpoints(self, dir_fd: int, path: Path, entries: list[os.DirEntry], run: Run,
+                        judged: set[str]) -> int:
+        """Measure the HF checkpoint dirs among `entries` into `run`; returns new
+        bytes.  Adds every checkpoint name to `judged`: never walked as plain dirs."""
         size = 0
         specs = []
         for entry in entries:
@@ -194,6 +206,7 @@ class _Scanner:
                 continue
             if parsed is None:
                 continue
+            judged.add(entry.name)
             if entry.is_symlink():
                 self.problems.append(f'{path / entry.name} is a symlink; not followed, not a checkpoint')
                 continue
@@ -239,9 +252,10 @@ class _Scanner:
                 if entry.name.isascii() and entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
                     specs.append((entry.name, int(entry.name), False, 'art'))
                     continue
-                if entry.is_symlink() and entry.name.isdigit():
+                posing = entry.is_symlink() and entry.name.isdigit()
+                if posing:
                     self.problems.append(f'{cdir / entry.name} is a symlink; not followed, not a checkpoint')
-                size += self._walk_entry(fd, cdir, entry)
+                size += self._walk_entry(fd, cdir, entry, descend=not posing)
             for ckpt, new_bytes in self._checkpoints(fd, cdir, specs):
                 run.checkpoints.append(ckpt)
                 size += new_bytes

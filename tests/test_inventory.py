@@ -146,6 +146,47 @@ def test_symlinked_checkpoint_is_not_followed(managed_scratch, tmp_path):
     assert inv.size < 500_000
 
 
+@pytest.mark.parametrize('seen_as', ['symlink', 'gone'])
+def test_checkpoint_swapped_during_the_scan_is_never_walked_as_a_run(managed_scratch, tmp_path, monkeypatch,
+                                                                     seen_as):
+    """A checkpoint that is a symlink (or missing) when judged and a dir again
+    by the time the rest of its parent is walked (another process renaming it
+    aside and back) is not walked as a plain dir: its own checkpoint-* dirs
+    would become a run, and prune --keep 1 would cut into a kept checkpoint."""
+    from git_ckpt import inventory
+    run_dir = managed_scratch / 'run'
+    make_checkpoint(run_dir, 'checkpoint-1')
+    swapped = make_checkpoint(run_dir, 'checkpoint-8')
+    for inner in ('checkpoint-73', 'checkpoint-87'):
+        make_checkpoint(swapped, inner)
+    aside = tmp_path / 'aside'
+    os.rename(swapped, aside)
+    if seen_as == 'symlink':
+        swapped.symlink_to(aside)
+        real_judge = inventory._Scanner._hf_checkpoints
+    else:
+        os.rename(aside, swapped)
+        real_judge = inventory._Scanner._checkpoints
+
+    def judge_then_swap_back(self, fd, parent, *args):
+        if parent != run_dir:
+            return real_judge(self, fd, parent, *args)
+        if seen_as == 'gone':
+            os.rename(swapped, aside)  # gone just as it is measured
+        result = real_judge(self, fd, parent, *args)
+        if seen_as == 'symlink':
+            swapped.unlink()
+        os.rename(aside, swapped)      # ... and back before the run's other entries are walked
+        return result
+    monkeypatch.setattr(inventory._Scanner, '_hf_checkpoints' if seen_as == 'symlink' else '_checkpoints',
+                        judge_then_swap_back)
+    inv = scan(managed_scratch)
+    assert os.path.isdir(swapped) and not os.path.islink(swapped)  # the swap did happen
+    assert [r.path.name for r in inv.runs] == ['run']
+    assert [c.name for c in inv.checkpoints] == ['checkpoint-1']
+    assert any('checkpoint-8' in p for p in inv.problems)
+
+
 def test_scratch_dir_that_vanished(hermetic):
     inv = scan(hermetic.root / 'proj-x' / 'gone')
     assert not inv.exists and inv.runs == [] and inv.size == 0
