@@ -69,3 +69,35 @@ def test_a_child_that_dies_costs_nothing_but_time(repo, monkeypatch):
         return real(oids, objects_dir, limit)
     monkeypatch.setattr(L, '_maybe_over', dies_in_child)
     assert L._start_split(oids[:25], oids[25:], objects, LIMIT)() == oids[-1:]
+
+
+def test_the_hook_forks_and_finds_big_blobs_in_both_halves(repo, forks, capfd):
+    """The guard as the native shim runs it, in process, on a stream made by
+    the shim's own lines: one blob over the limit in the child's half, one in
+    this process's."""
+    from test_git_index import shim_stream
+
+    from git_ckpt import guard
+    n = C.GUARD_FORK_MIN_OBJECTS + 10
+    src = repo / 'src'
+    src.mkdir()
+    for i in range(n):
+        (src / f'm{i:05}.py').write_text(f'x = {i}\n')
+    big = [f'src/m{1:05}.py', f'src/m{n - 2:05}.py']  # sorted near the start (child) and the end (here)
+    for path in big:
+        (repo / path).write_bytes(os.urandom(30_000))
+    git('add', '.', cwd=repo)
+    git('config', C.CONFIG_MAX_FILE_SIZE, '20k', cwd=repo)
+    stream = repo.parent / 'stream'
+    stream.write_bytes(shim_stream(repo))
+    saved = os.dup(0)
+    try:
+        with open(stream, 'rb') as f:
+            os.dup2(f.fileno(), 0)
+        code = guard.run([guard.STAGED_ON_STDIN], cwd=os.fspath(repo))
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    message = capfd.readouterr().err
+    assert code == 1 and len(forks) == 1
+    assert all(path in message for path in big) and 'src/m00002.py' not in message
