@@ -118,6 +118,9 @@ GUARD_DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024   # 10M; ckpt.maxFileSize, 0 = no
 # Staged loose objects from which the guard splits its size stats with one
 # forked process (a fork costs ~1 ms; 2,000 stats ~5 ms).
 GUARD_FORK_MIN_OBJECTS = 2000
+# Files given to the guard (pre-commit framework) up to which `git ls-files`
+# gets them as pathspecs; more, and it lists the whole index (cheaper then).
+GUARD_INDEX_PATHSPECS_MAX = 64
 LFS_POINTER_MAX_SIZE = 1024                        # git-lfs spec: pointers are < 1024 bytes
 LFS_POINTER_PREFIX = b'version https://git-lfs.github.com/spec/v1\n'
 GUARD_HOOK_ID = 'git-ckpt-guard'                 # ids in .pre-commit-hooks.yaml

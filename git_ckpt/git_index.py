@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from git_ckpt import constants as C
 from git_ckpt import git
 from git_ckpt.records import record
 
@@ -95,19 +96,42 @@ def parse_shim_stream(data: bytes) -> tuple[list[tuple[str, str, str]] | None, S
 _INDEX_ARGS = ('ls-files', '--stage', '-z', '--full-name', '--', ':/')
 
 
-def index_entries(cwd: str | os.PathLike[str] | None = None) -> dict[str, IndexEntry]:
-    """Every path in the index (`ls-files -s -z`), by path."""
-    return _parse_index(git.run_git(*_INDEX_ARGS, cwd=cwd).stdout)
+def index_args(filenames: list[str]) -> tuple[str, ...]:
+    """`ls-files` of just these files, or of the whole index when there are
+    many: git matches every index path against each pathspec (measured on
+    5,000 paths: 10 pathspecs 2 ms, 100 4.5 ms, 1,000 27 ms; the whole
+    index 3 ms)."""
+    if len(filenames) <= C.GUARD_INDEX_PATHSPECS_MAX:
+        return ('--literal-pathspecs', 'ls-files', '--stage', '-z', '--full-name', '--', *filenames)
+    return _INDEX_ARGS
 
 
-def _parse_index(stdout: str) -> dict[str, IndexEntry]:
-    out = {}
-    for line in stdout.split('\0'):
-        if line:
-            meta, _, path = line.partition('\t')
-            mode, oid, _stage = meta.split(' ')
-            out[path] = IndexEntry(path, mode, oid)
-    return out
+def entries_in_index(filenames, cwd: str | os.PathLike[str] | None = None) -> Staged:
+    """(pre-commit framework) The given files as they are in the index, each
+    once and in order; a file not in the index gets oid '' (checked by name)."""
+    return start_entries_in_index(filenames, cwd)()
+
+
+def start_entries_in_index(filenames, cwd=None):
+    """entries_in_index(filenames, cwd), started now; call the result to wait for it."""
+    names = list(dict.fromkeys(filenames))
+    args = index_args(names)
+    return git.start_parsed(args, cwd, lambda stdout: _entries_for(stdout, names),
+                            lambda cwd: _entries_for(git.run_git(*args, cwd=cwd).stdout, names))
+
+
+def _entries_for(stdout: str, names: list[str]) -> Staged:
+    # Records: '<mode> <oid> <stage>\t<path>\0', modes always six digits and
+    # oids all of one length: the path starts at a fixed offset, so a whole
+    # index becomes {path: record} in one pass, and only the named files are
+    # taken apart.  (A conflicted path has several records: the last counts.)
+    records = stdout.split('\0')[:-1]
+    if not records:
+        return Staged(names, ['100644'] * len(names), [''] * len(names))
+    tab = records[0].index('\t')
+    by_path = {record[tab + 1:]: record for record in records}
+    found = [by_path.get(name) for name in names]
+    return Staged(names, [r[:6] if r else '100644' for r in found], [r[7:tab - 2] if r else '' for r in found])
 
 
 def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
@@ -132,11 +156,6 @@ def object_sizes(oids, cwd: str | os.PathLike[str] | None = None,
 def start_staged_changes(cwd=None):
     """staged_changes(cwd), started now; call the result to wait for it."""
     return git.start_parsed(STAGED_ARGS, cwd, _parse_staged, staged_changes)
-
-
-def start_index_entries(cwd=None):
-    """index_entries(cwd), started now; call the result to wait for it."""
-    return git.start_parsed(_INDEX_ARGS, cwd, _parse_index, index_entries)
 
 
 def object_contents(oids, cwd: str | os.PathLike[str] | None = None) -> dict[str, bytes]:

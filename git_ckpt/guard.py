@@ -250,7 +250,7 @@ def parse_args(argv: list[str]) -> Args:
     it = iter(argv)
     for arg in it:
         name, eq, value = arg.partition('=')
-        if name in ('--allow', '--max-file-size') and not files:
+        if name in ('--allow', '--max-file-size'):
             if not eq:
                 value = next(it, None)
                 if value is None:
@@ -259,14 +259,15 @@ def parse_args(argv: list[str]) -> Args:
                 allow.append(value)
             else:
                 max_size = value
-        elif arg == STAGED_ON_STDIN and not files:
+        elif arg == STAGED_ON_STDIN:
             staged_on_stdin = True
-        elif arg == '--' and not files:
+        elif arg == '--':
             files.extend(it)
-        elif arg.startswith('-') and not files:
+        elif arg.startswith('-'):
             raise GitCkptError(f'unknown guard option {arg}', 'use --allow PATTERN or --max-file-size SIZE')
         else:
             files.append(arg)
+            files.extend(it)  # the first file ends the options (thousands may follow)
     return Args(allow, max_size, files or None, staged_on_stdin)
 
 
@@ -279,13 +280,6 @@ def read_shim_stream(cwd: str | None) -> tuple[list[tuple[str, str, str]], git_i
     config, staged = git_index.parse_shim_stream(b''.join(chunks))
     return (config if config is not None else git.config_get_all(cwd),
             staged if staged is not None else git_index.staged_changes(cwd))
-
-
-def entries_from_index(index: dict, filenames: list[str]) -> git_index.Staged:
-    """(pre-commit framework) The given files as they are in the index; a
-    file not in the index is checked by name."""
-    entries = [index.get(f) or git_index.IndexEntry(f, '100644', '') for f in dict.fromkeys(filenames)]
-    return git_index.Staged([e.path for e in entries], [e.mode for e in entries], [e.oid for e in entries])
 
 
 def objects_dir(common_dir: str) -> str | None:
@@ -311,8 +305,7 @@ def run(argv: list[str], cwd: str | None = None) -> int:
         if args.filenames is None:
             wait_staged = git_index.start_staged_changes(cwd)
         else:
-            wait_index = git_index.start_index_entries(cwd)
-            wait_staged = lambda: entries_from_index(wait_index(), args.filenames)  # noqa: E731
+            wait_staged = git_index.start_entries_in_index(args.filenames, cwd)
         wait_config = git.start_config_get_all(cwd)
     # The top is read from .git when git runs us.
     top, common_dir = git.hook_top_and_common_dir(cwd) or git.start_top_and_common_dir(cwd)()

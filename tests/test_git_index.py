@@ -69,3 +69,38 @@ def test_failed_cut_or_malformed_streams_are_refused(repo):
         assert GI.parse_shim_stream(cut) == (config, None)
     for broken in (b'', b'\0', good[:after_config - 3], b'local\0ckpt.a\nb\0'):
         assert GI.parse_shim_stream(broken) == (None, None)
+
+
+def test_entries_in_index_by_pathspec_and_from_the_whole_index_agree(repo, monkeypatch):
+    """(pre-commit framework) Few files go to ls-files as literal pathspecs,
+    many list the whole index: the same answer either way, for odd names
+    (git's pathspec magic and globs taken literally), symlinks, files not in
+    the index and names given twice."""
+    from git_ckpt import constants as C
+    names = ['a b.txt', 'new\nline.bin', 'ünï.txt', '-dash', ':(exclude)magic', ':!x', 'star*', 'stars',
+             '[ab].txt', 'a.txt', 'sub/deep file.py']
+    for name in names:
+        (repo / name).parent.mkdir(exist_ok=True)
+        (repo / name).write_text(name)
+    (repo / 'link').symlink_to('a b.txt')
+    git('--literal-pathspecs', 'add', '--', *names, 'link', cwd=repo)
+    asked = ['star*', 'link', 'not staged.txt', ':(exclude)magic', 'a b.txt', 'star*', 'new\nline.bin',
+             '-dash', ':!x', '[ab].txt', 'ünï.txt', 'sub/deep file.py']
+    by_pathspec = GI.entries_in_index(asked, cwd=repo)
+    monkeypatch.setattr(C, 'GUARD_INDEX_PATHSPECS_MAX', 0)
+    assert GI.index_args(asked)[-1] == ':/'
+    assert GI.entries_in_index(asked, cwd=repo) == by_pathspec
+    unique = list(dict.fromkeys(asked))
+    assert by_pathspec.paths == unique
+    staged = GI.staged_changes(repo)
+    expected = dict(zip(staged.paths, zip(staged.modes, staged.oids)))
+    for path, mode, oid in zip(*by_pathspec):
+        assert (mode, oid) == expected.get(path, ('100644', '')), path
+    assert by_pathspec.modes[unique.index('link')] == '120000'
+    monkeypatch.setattr(C, 'GUARD_INDEX_PATHSPECS_MAX', 64)
+    # Alone, a name that reads as pathspec magic would list nothing at all.
+    assert GI.entries_in_index([':(exclude)magic'], cwd=repo).oids[0] == expected[':(exclude)magic'][1]
+
+
+def test_entries_in_index_of_an_empty_index(repo):
+    assert GI.entries_in_index(['x', 'y'], cwd=repo) == GI.Staged(['x', 'y'], ['100644'] * 2, ['', ''])
