@@ -112,10 +112,14 @@ def _run_fast(command: str, kwargs: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    whole_process = argv is None  # this process's own command line (not a caller's list)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['_hook']:
         # The hook path: standard library only, so dispatch before click loads.
         from git_ckpt.hook_entry import main as hook_main
+        if whole_process and argv[1:2] == ['pre-commit']:
+            from git_ckpt.hook_entry import run_guard_process
+            run_guard_process(argv[2:])
         return hook_main(argv[1:])
     parse = FAST.get(argv[0] if argv else '')
     kwargs = parse(argv[1:]) if parse else None

@@ -72,6 +72,23 @@ def pre_commit(args: list[str]) -> int:
     return guard_main(args)
 
 
+def run_guard_process(args: list[str]) -> None:
+    """pre_commit(args) as this process's whole job (the pre-commit
+    framework's `git-ckpt _hook pre-commit FILES...`): the process ends here,
+    as the native shim's does.  Thousands of staged paths would trigger
+    garbage collections for nothing, and tearing the interpreter down costs
+    milliseconds once all is said and no child is left."""
+    import gc
+    gc.disable()
+    code = pre_commit(args)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
 def _create_links(location) -> None:
     from git_ckpt import links
     links.post_checkout(location)

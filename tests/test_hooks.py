@@ -378,3 +378,21 @@ def test_uninstall_leaves_a_hook_that_replaced_ours_alone(inited_repo, hermetic)
     original = hook.read_bytes()
     assert 'hook post-checkout: absent' in ckpt('uninstall', cwd=inited_repo).stdout
     assert hook.read_bytes() == original
+
+
+def test_the_guard_ends_its_own_process_only_when_it_is_the_process(repo, monkeypatch):
+    """`git-ckpt _hook pre-commit` as a command ends without interpreter
+    teardown (git_ckpt.hook_entry.run_guard_process); called in process with
+    an argument list, as here, it returns and leaves the collector on."""
+    import gc
+
+    from git_ckpt.__main__ import main
+    (repo / 'a.txt').write_text('a')
+    (repo / 'w.safetensors').write_bytes(b'w')
+    git('add', 'a.txt', 'w.safetensors', cwd=repo)
+    monkeypatch.chdir(repo)
+    assert main(['_hook', 'pre-commit', 'a.txt']) == 0
+    assert gc.isenabled()
+    proc = run([sys.executable, '-m', 'git_ckpt', '_hook', 'pre-commit', 'a.txt', 'w.safetensors'],
+               cwd=repo, check=False)
+    assert proc.returncode == 1 and 'w.safetensors' in proc.stderr and 'git commit --no-verify' in proc.stderr
