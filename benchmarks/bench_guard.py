@@ -1,9 +1,10 @@
 """The commit guard on a repository with 5,000 staged files plus a checkpoint dir.
 
 Rows:
-- the native hook, run exactly as git runs it (the installed .git/hooks/pre-commit
-  shim -> python -m git_ckpt _hook pre-commit), vs bare `python -c pass`: the
-  guard's whole cost over starting Python at all (target <= 2.5x);
+- the native hook, run as git runs it (the installed .git/hooks/pre-commit
+  shim, in the environment `git commit` gives hooks, read by a probe hook),
+  vs bare `python -c pass`: the guard's whole cost over starting Python at
+  all (target <= 2.5x);
 - the native hook vs pre-commit-hooks' `check-added-large-files --maxkb=500`
   given the same 5,000+ filenames (target: at least 2x faster, i.e. <= 0.5x),
   although the guard also checks names, symlinks and the scratch root;
@@ -71,6 +72,28 @@ def make_repo(tmp: str, env: dict[str, str]) -> tuple[str, list[str]]:
     return repo, files
 
 
+def env_git_gives_hooks(repo: str, env: dict[str, str]) -> dict[str, str]:
+    """The environment `git commit` runs its pre-commit hook in (GIT_PREFIX,
+    GIT_INDEX_FILE, GIT_EXEC_PATH, the author...), read by a probe hook that
+    then refuses the commit: the guard behaves as under git (it reads the
+    top from .git instead of running rev-parse when GIT_PREFIX is set)."""
+    probe_dir = os.path.join(os.path.dirname(repo), 'probe-hooks')
+    os.makedirs(probe_dir, exist_ok=True)
+    dump = os.path.join(probe_dir, 'env')
+    probe = os.path.join(probe_dir, 'pre-commit')
+    with open(probe, 'w') as f:
+        f.write(f'#!/bin/sh\nenv -0 > "{dump}"\nexit 1\n')
+    os.chmod(probe, 0o755)
+    subprocess.run(('git', '-c', f'core.hooksPath={probe_dir}', 'commit', '-q', '-m', 'probe'), cwd=repo,
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(dump, 'rb') as f:
+        pairs = [item.decode().partition('=') for item in f.read().split(b'\0') if item]
+    hook_env = {key: value for key, _, value in pairs}
+    hook_env.pop('GIT_CONFIG_PARAMETERS', None)  # the probe's own -c core.hooksPath
+    assert 'GIT_PREFIX' in hook_env and 'GIT_INDEX_FILE' in hook_env, sorted(hook_env)
+    return hook_env
+
+
 def _runner(cmd, repo, env, expect):
     def run():
         proc = subprocess.run(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL,
@@ -92,6 +115,7 @@ def rows(quick: bool) -> list[Row]:
         env = hermetic_env(tmp)
         env.pop('GIT_CKPT_QUIET', None)
         repo, files = make_repo(tmp, env)
+        env = env_git_gives_hooks(repo, env)
         hook = os.path.join(repo, '.git', 'hooks', 'pre-commit')
         native = _runner([hook], repo, env, expect=1)            # blocked: the checkpoint dir
         framework = _runner([sys.executable, '-m', 'git_ckpt', '_hook', 'pre-commit', *files],
