@@ -104,7 +104,7 @@ ENV_HF_HOME = 'HF_HOME'
 # label in the message, the .gitignore line that keeps the kind out).
 GUARD_DIR_PATTERNS = (
     (r'checkpoint-[0-9]+', 'checkpoint-<n>', 'checkpoint-*/'),
-    (r'tmp-checkpoint-.*', 'tmp-checkpoint-*', 'tmp-checkpoint-*/'),
+    (r'tmp-checkpoint-[^/]*', 'tmp-checkpoint-*', 'tmp-checkpoint-*/'),  # [^/]: ends at its dir
     (r'global_step[0-9]+', 'global_step<n> (DeepSpeed)', 'global_step*/'),
     (r'\.art', '.art', '.art/'),
     (r'unsloth_compiled_cache', 'unsloth_compiled_cache', 'unsloth_compiled_cache/'),

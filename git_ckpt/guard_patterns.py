@@ -5,8 +5,8 @@ The guard runs on every commit, and `import re` plus compiling the patterns
 costs about as much as starting Python.  So: a substring search over all
 staged paths at once finds the few that may match (may_match); those get
 exact checks.  Weight names are '*'-globs, matched as such.  A dir pattern
-within a small regex subset (literals, escapes, '.', '[0-9]', with '+' or
-'*') is matched by a backtracking matcher with re's semantics for ASCII
+within a small regex subset (literals, escapes, '.', '[0-9]', '[^/]', with
+'+' or '*') is matched by a backtracking matcher with re's semantics for ASCII
 paths; a non-ASCII path, or a pattern outside the subset, goes to re itself
 (IGNORECASE folds e.g. KELVIN SIGN to 'k').  tests/test_guard.py checks both
 ways agree.  Standard library only (hook path).
@@ -85,7 +85,8 @@ def weight_name(lower_base: str) -> str | None:
 
 
 # One dir pattern as tokens (kind, char, quantifier): kind 'lit' (char, compared
-# lower-cased), 'digit' ([0-9]) or 'any' (., not a newline); quantifier '', '+' or '*'.
+# lower-cased), 'digit' ([0-9]), 'any' (., not a newline) or 'notslash' ([^/],
+# a newline too); quantifier '', '+' or '*'.
 def _tokens(regex: str) -> list[tuple[str, str, str]] | None:
     """The pattern as tokens, or None when it is outside the subset."""
     out, i = [], 0
@@ -95,6 +96,8 @@ def _tokens(regex: str) -> list[tuple[str, str, str]] | None:
             token, i = ('lit', regex[i + 1].lower(), ''), i + 2
         elif regex.startswith('[0-9]', i):
             token, i = ('digit', '', ''), i + 5
+        elif regex.startswith('[^/]', i):
+            token, i = ('notslash', '', ''), i + 4
         elif ch == '.':
             token, i = ('any', '', ''), i + 1
         elif ch.isascii() and (ch.isalnum() or ch in '-_/ ,:;=@#%&!~<>\'"'):
@@ -118,6 +121,8 @@ def _one(kind: str, want: str, ch: str) -> bool:
         return ch == want
     if kind == 'digit':
         return '0' <= ch <= '9'
+    if kind == 'notslash':
+        return ch != '/'
     return ch != '\n'
 
 

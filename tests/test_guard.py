@@ -106,6 +106,18 @@ def test_allowed_names(inited_repo, rel):
     assert_committed(commit(inited_repo), inited_repo, before)
 
 
+def test_an_in_progress_checkpoint_dir_is_one_line_too(inited_repo):
+    """tmp-checkpoint-* ends at its own dir: its files are one group, not a
+    line each (the pattern once ran on to the end of the path)."""
+    repo = inited_repo
+    for name in ('config.json', 'model.safetensors', 'sub/optimizer.pt'):
+        stage(repo, f'runs/exp/tmp-checkpoint-12/{name}')
+    before = head(repo)
+    message = assert_blocked(commit(repo), repo, before, 'runs/exp/tmp-checkpoint-12/ (3 files')
+    assert 'git rm -r --cached -- runs/exp/tmp-checkpoint-12/' in message
+    assert 'tmp-checkpoint-*/' in message
+
+
 def test_checkpoint_dir_is_one_line_and_fix_commands_work(inited_repo):
     repo = inited_repo
     names = ['config.json', 'model.safetensors', 'optimizer.pt', 'scheduler.pt', 'rng_state.pth',
