@@ -8,7 +8,6 @@ id files `locate()` creates the first time a worktree is looked at.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import stat
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_ckpt import constants as C
-from git_ckpt import git, hooks, ignore, links, scratch, worktree
+from git_ckpt import git, hooks, identity, ignore, links, scratch, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import human_size
 from git_ckpt.settings import Settings, load_settings, resolve_root
@@ -39,7 +38,7 @@ class Check(NamedTuple):
 
 
 def _dir_size(path: Path) -> int:
-    from git_ckpt.inventory import dir_size
+    from git_ckpt.disk_usage import dir_size
     return dir_size(path)
 
 
@@ -100,7 +99,7 @@ def check_filesystem(root: Path, home: Path) -> Check:
                      f'scratch root {root} is on the same filesystem as $HOME ({home}): '
                      'checkpoints still count against the home quota',
                      f'use cluster scratch: git config --global {C.CONFIG_ROOT} /scratch/$USER')
-    return Check('root.filesystem', OK, f'scratch root is on a different filesystem from $HOME')
+    return Check('root.filesystem', OK, 'scratch root is on a different filesystem from $HOME')
 
 
 def check_space(label: str, path: Path) -> Check:
@@ -118,41 +117,6 @@ def check_space(label: str, path: Path) -> Check:
     if free < C.DOCTOR_WARN_FREE_BYTES:
         return Check('space', WARN, message, fix, subject=label, data=data)
     return Check('space', OK, message, subject=label, data=data)
-
-
-def hook_line(path: Path, prefix: str) -> str:
-    """The value `git ckpt init` wrote on an installed hook's `prefix` line
-    (INSTALL_PYTHON=, INSTALL_PATH=); '' if none."""
-    try:
-        text = path.read_text(encoding='utf-8', errors='replace')
-    except OSError:
-        return ''
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            words = shlex.split(line[len(prefix):])
-            return words[0] if words else ''
-    return ''
-
-
-def hook_python(path: Path) -> str:
-    """The INSTALL_PYTHON value written into an installed hook ('' if none)."""
-    return hook_line(path, C.HOOK_PYTHON_LINE)
-
-
-def hook_probe(path: Path, python: str) -> list[str]:
-    """The command that asks for the version exactly the way the hook starts
-    git-ckpt: the pre-commit shim's own `python -S` launcher with its
-    INSTALL_PATH (read from the installed file), else `python -m git_ckpt`."""
-    try:
-        text = path.read_text(encoding='utf-8', errors='replace')
-    except OSError:
-        text = ''
-    start = text.find(C.HOOK_LAUNCHER_START)
-    end = text.find(C.HOOK_LAUNCHER_END, start + 1)
-    if start < 0 or end < 0:
-        return [python, '-m', 'git_ckpt', '--version']
-    launcher = text[start + len(C.HOOK_LAUNCHER_START):end]
-    return [python, '-S', '-c', launcher, hook_line(path, C.HOOK_PACKAGE_PATH_LINE), '--version']
 
 
 def _probe(cmd: list[str]) -> tuple[bool, str]:
@@ -183,12 +147,12 @@ def check_hook(wt: worktree.Worktree, name: str) -> list[Check]:
                          f'chmod +x {path}', subject=name))
         return out
     out.append(Check('hook.executable', OK, f'{name} hook is executable', subject=name))
-    python = hook_python(path)
+    python = hooks.hook_python(path)
     reinstall = f'git ckpt init (reinstalls the hook with {sys.executable})'
     # What the shim does: the recorded interpreter first; when it is gone or
     # cannot import git_ckpt, `git-ckpt` on PATH.
     if python and os.access(python, os.X_OK):
-        worked, detail = _probe(hook_probe(path, python))
+        worked, detail = _probe(hooks.hook_probe(path, python))
         if worked and detail != C.VERSION:
             return out + [Check('hook.python', WARN, f'the {name} hook runs git-ckpt {detail} ({python}), '
                                 f'this is {C.VERSION}', reinstall, subject=name)]
@@ -222,7 +186,7 @@ def check_distinct(wt: worktree.Worktree, project_dir: Path) -> list[Check]:
         if entry.bare or entry.prunable or not entry.path.is_dir():
             continue
         other = worktree.current_worktree(entry.path)
-        leaf = worktree.read_worktree_leaf(other.git_dir)
+        leaf = identity.read_worktree_leaf(other.git_dir)
         if leaf is None or not (project_dir / leaf).is_dir():
             missing.append(entry.path)
         if leaf is not None:

@@ -93,7 +93,7 @@ def install_hook(directory: Path, name: str, python: str = sys.executable) -> Ho
         elif chained.exists() or chained.is_symlink():
             raise GitCkptError(
                 f'{target} is a foreign hook and {chained.name} already holds another one',
-                f'merge them by hand, then run git ckpt init again')
+                'merge them by hand, then run git ckpt init again')
         else:
             os.rename(target, chained)
             action = 'chained'
@@ -139,3 +139,38 @@ def hook_is_executable(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode) and os.access(path, os.X_OK)
     except OSError:
         return False
+
+
+def hook_line(path: Path, prefix: str) -> str:
+    """The value `git ckpt init` wrote on an installed hook's `prefix` line
+    (INSTALL_PYTHON=, INSTALL_PATH=); '' if none."""
+    try:
+        text = path.read_text(encoding='utf-8', errors='replace')
+    except OSError:
+        return ''
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            words = shlex.split(line[len(prefix):])
+            return words[0] if words else ''
+    return ''
+
+
+def hook_python(path: Path) -> str:
+    """The INSTALL_PYTHON value written into an installed hook ('' if none)."""
+    return hook_line(path, C.HOOK_PYTHON_LINE)
+
+
+def hook_probe(path: Path, python: str) -> list[str]:
+    """The command that asks for the version exactly the way the hook starts
+    git-ckpt: the pre-commit shim's own `python -S` launcher with its
+    INSTALL_PATH (read from the installed file), else `python -m git_ckpt`."""
+    try:
+        text = path.read_text(encoding='utf-8', errors='replace')
+    except OSError:
+        text = ''
+    start = text.find(C.HOOK_LAUNCHER_START)
+    end = text.find(C.HOOK_LAUNCHER_END, start + 1)
+    if start < 0 or end < 0:
+        return [python, '-m', 'git_ckpt', '--version']
+    launcher = text[start + len(C.HOOK_LAUNCHER_START):end]
+    return [python, '-S', '-c', launcher, hook_line(path, C.HOOK_PACKAGE_PATH_LINE), '--version']

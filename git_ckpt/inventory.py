@@ -25,7 +25,7 @@ from pathlib import Path
 from git_ckpt import constants as C
 from git_ckpt import inventory_cold
 from git_ckpt.disk_usage import DIR_FLAGS as _DIR_FLAGS
-from git_ckpt.disk_usage import dir_size, is_network_fs, measure_dir  # noqa: F401  (dir_size: API)
+from git_ckpt.disk_usage import is_network_fs, measure_dir
 from git_ckpt.inventory_cache import SizeCache
 from git_ckpt.inventory_cold import Measured
 from git_ckpt.inventory_names import child_path, parse_checkpoint_name, read_trainer_state  # noqa: F401
@@ -145,14 +145,12 @@ class _Scanner:
         size += self._hf_checkpoints(dir_fd, path, entries, run, judged)
         measured = {c.name for c in run.checkpoints}
         for entry in entries:
-            if entry.name in judged:
-                if entry.name not in measured:  # a link or file posing as one, or gone
-                    size += self._walk_entry(dir_fd, path, entry, descend=False)
-                continue
-            if entry.name == C.ART_CHECKPOINTS_DIR and self._is_art_dir(dir_fd):
+            if entry.name in judged:  # a link or file posing as one, or gone: never a plain dir
+                size += 0 if entry.name in measured else self._walk_entry(dir_fd, path, entry, False)
+            elif entry.name == C.ART_CHECKPOINTS_DIR and self._is_art_dir(dir_fd):
                 size += self._walk_art_dir(dir_fd, path, run)
-                continue
-            size += self._walk_entry(dir_fd, path, entry)
+            else:
+                size += self._walk_entry(dir_fd, path, entry)
         if run.checkpoints and not self.hidden:
             run.size = size
             run.checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
@@ -161,10 +159,9 @@ class _Scanner:
         return size
 
     def _walk_entry(self, dir_fd: int, path: Path, entry: os.DirEntry, descend: bool = True) -> int:
-        """Size of one entry; a dir is walked for runs unless `descend` is False:
-        an entry judged as a checkpoint (a link, or gone when measured) and a
-        dir by now was swapped meanwhile, and walking it as a plain dir would
-        make a kept checkpoint's inner checkpoint-* dirs a run to prune."""
+        """Size of one entry; a dir is walked for runs unless `descend` is False
+        (a checkpoint name that is a dir by now was swapped in meanwhile: as a
+        plain dir, a kept checkpoint's inner checkpoint-* would be a run)."""
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:

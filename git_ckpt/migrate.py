@@ -20,7 +20,7 @@ from typing import NamedTuple
 from git_ckpt import constants as C
 from git_ckpt import git, links, transfer, worktree
 from git_ckpt.errors import GitCkptError
-from git_ckpt.inventory import dir_size
+from git_ckpt.disk_usage import dir_size
 from git_ckpt.scratch import check_owned_dir, ensure_private_dir
 from git_ckpt.settings import Settings
 

@@ -41,7 +41,7 @@ def orphan_notice(location, *, measure: bool, now: float | None = None) -> str |
         return None
     sizes = state.get('sizes') if isinstance(state.get('sizes'), dict) else {}
     if measure:
-        from git_ckpt.inventory import dir_size
+        from git_ckpt.disk_usage import dir_size
         sizes = {p.name: dir_size(p) for p in orphans}
     known = [sizes.get(p.name) for p in orphans]
     n = len(orphans)

@@ -52,7 +52,7 @@ def check_root(root: Path, *, create_fallback: bool = False) -> Path:
                            f'create it (mkdir -p {root}) or point {C.CONFIG_ROOT} / {C.ENV_ROOT} elsewhere')
     except OSError as exc:
         raise GitCkptError(f'cannot access scratch root {root}: {exc.strerror}',
-                           f'fix its permissions or choose another root')
+                           'fix its permissions or choose another root')
     if not stat.S_ISDIR(st.st_mode):
         raise GitCkptError(f'scratch root {root} is not a directory',
                            f'point {C.CONFIG_ROOT} / {C.ENV_ROOT} at a directory')
@@ -68,7 +68,7 @@ def check_root(root: Path, *, create_fallback: bool = False) -> Path:
             f'chmod o-w {root} or chmod +t {root}, or use a private subdirectory')
     if not os.access(root, os.W_OK | os.X_OK):
         raise GitCkptError(f'scratch root {root} is not writable by you',
-                           f'fix its permissions or choose another root')
+                           'fix its permissions or choose another root')
     return Path(os.path.realpath(root))
 
 

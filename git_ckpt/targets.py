@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from git_ckpt import git, worktree
+from git_ckpt import git, identity, worktree
 from git_ckpt.errors import GitCkptError
 from git_ckpt.output import human_size
 from git_ckpt.records import record
@@ -36,7 +36,7 @@ def resolve_worktree(arg: str | None, here: worktree.Worktree) -> worktree.Workt
         if other is not None and os.path.realpath(other) != os.path.realpath(here.common_dir):
             raise GitCkptError(f'{arg} is a worktree of another repository ({other})',
                                'run git ckpt from that repository')
-        raise GitCkptError(f'{arg} is not a worktree of {worktree.default_project_name(here.common_dir)} '
+        raise GitCkptError(f'{arg} is not a worktree of {identity.default_project_name(here.common_dir)} '
                            f'({here.common_dir})', 'list its worktrees with: git worktree list')
     entry = matches[0]
     if entry.prunable or not entry.path.is_dir():

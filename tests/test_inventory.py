@@ -12,7 +12,8 @@ import pytest
 
 from conftest import HOUR_AGO, make_checkpoint, run, set_age
 from git_ckpt import constants as C
-from git_ckpt.inventory import dir_size, scan
+from git_ckpt.disk_usage import dir_size
+from git_ckpt.inventory import scan
 
 
 def du_bytes(path: Path) -> int:
