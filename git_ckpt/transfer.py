@@ -201,12 +201,17 @@ def _read_journal(partial: Path, src: Path) -> dict[str, dict] | None:
 
 
 def partial_source(partial: Path) -> str | None:
-    """The source a `.partial` tree was being copied from, if it is ours."""
+    """The source a `.partial` tree was being copied from, if it is ours: its
+    journal says, or, once the copy is complete (the journal is deleted just
+    before the rename to the final name), its manifest."""
     try:
         with open(partial / JOURNAL, encoding='utf-8') as f:
             return json.loads(f.readline()).get('source')
     except (OSError, ValueError, AttributeError):
-        return None
+        pass
+    manifest = read_manifest(partial)
+    source = manifest.get('source') if manifest is not None else None
+    return os.path.realpath(source) if isinstance(source, str) and source else None
 
 
 def _copy(src: Path, dest: Path, entries: list[Entry], special: list[str],

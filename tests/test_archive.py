@@ -619,6 +619,21 @@ def test_an_archive_killed_before_its_partial_held_data_is_resumed_under_its_nam
     assert os.listdir(shm_dest) == [f'exp1-{TODAY}']
 
 
+def test_an_archive_killed_between_its_last_write_and_the_rename_is_finished_under_its_name(exp1, shm_dest):
+    """The copy is complete and its journal already gone (deleted just before
+    the rename): the manifest says whose copy it is, so the rerun finishes
+    that archive instead of starting a second one (seen by the kill -9 suite)."""
+    wt, scratch = exp1
+    before = tree_digest(scratch)
+    ckpt('archive', '--to', shm_dest, cwd=wt)
+    final = shm_dest / f'exp1-{TODAY}'
+    assert not (final / transfer.JOURNAL).exists()
+    final.rename(final.with_name(final.name + '.partial'))   # killed just before the rename
+    ckpt('archive', '--to', shm_dest, cwd=wt)
+    assert os.listdir(shm_dest) == [f'exp1-{TODAY}']
+    assert digest_without_manifest(final) == before and transfer.verify(final) == []
+
+
 def test_same_filesystem_restore_killed_while_removing_its_staging_dir(exp1, hermetic):
     wt, scratch = exp1
     staging = scratch / f'.git-ckpt-restore-exp1-{TODAY}'
