@@ -68,8 +68,27 @@ def _group_alive(pgid: int) -> bool:
                 fields = f.read().rsplit(')', 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != 'Z':
+        if int(fields[2]) == pgid and (fields[0] != 'Z' or _threads_alive(pid)):
             return True
+    return False
+
+
+def _threads_alive(pid: str) -> bool:
+    """Has the process a thread not yet dead?  A killed multi-threaded
+    process's leader shows 'Z' while its other threads still exit, and the
+    last of them closes the files: its flock is held until then (seen once,
+    on a loaded machine, as a rerun refused with "in use by git ckpt restore")."""
+    try:
+        tids = os.listdir(f'/proc/{pid}/task')
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open(f'/proc/{pid}/task/{tid}/stat') as f:
+                if f.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X'):
+                    return True
+        except OSError:
+            continue
     return False
 
 
