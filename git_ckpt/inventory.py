@@ -145,8 +145,9 @@ class _Scanner:
         size += self._hf_checkpoints(dir_fd, path, entries, run, judged)
         measured = {c.name for c in run.checkpoints}
         for entry in entries:
-            if entry.name in judged:  # a link or file posing as one, or gone: never a plain dir
-                size += 0 if entry.name in measured else self._walk_entry(dir_fd, path, entry, False)
+            if entry.name in judged:  # never walked as a plain dir
+                if entry.name not in measured:  # a link or file posing as one, or gone
+                    size += self._walk_entry(dir_fd, path, entry, descend=False)
             elif entry.name == C.ART_CHECKPOINTS_DIR and self._is_art_dir(dir_fd):
                 size += self._walk_art_dir(dir_fd, path, run)
             else:
