@@ -360,13 +360,3 @@ def empty_partial(partial: Path) -> bool:
         return True   # no journal in an empty dir
     except OSError:
         return False
-
-
-def remove_partial(dest: Path) -> bool:
-    """Delete `<dest>.partial` if it is one of ours; True if something went."""
-    partial = _partial(Path(dest))
-    if partial_source(partial) is None:
-        return False
-    remove_tree(partial)
-    return True
-
